@@ -1,0 +1,575 @@
+"""The study: storage, sampler, pruner, the trial objective and the search loop (DESIGN.md §4).
+
+The library reports progress through a :class:`SearchReporter` (the CLI draws it with rich) and
+logs; it never prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import optuna
+import torch
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from resattn.build import build
+from resattn.data import Dataset, ImageData, load_dataset, split_train_val, subset_images
+from resattn.errors import ConfigError, StorageError
+from resattn.notes import trial_note
+from resattn.recipe import Recipe
+from resattn.space import SearchSpace, baseline_designs, placement, sample
+from resattn.spec import NetSpec
+from resattn.stats import model_stats
+from resattn.train import EpochResult, OutOfMemory, TrainingDiverged, resolve_device, train
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "OBJECTIVES",
+    "SearchReporter",
+    "SearchResult",
+    "TrialSummary",
+    "default_study_name",
+    "finished_count",
+    "make_pruner",
+    "make_sampler",
+    "open_storage",
+    "open_study",
+    "run_search",
+    "summarize",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "sqlite:///studies/resattn.db"
+#: objective name -> optimisation direction
+OBJECTIVES: dict[str, str] = {"val_accuracy": "maximize", "params": "minimize", "flops": "minimize"}
+#: Heartbeat: a worker that stops beating for GRACE_PERIOD seconds has its trial failed (and retried once).
+HEARTBEAT_INTERVAL = 10
+GRACE_PERIOD = 30
+#: Stop the study after this many failed trials in a row (something is wrong with every trial).
+MAX_CONSECUTIVE_FAILURES = 10
+#: Fault injection for tests: comma-separated trial numbers whose model outputs NaN.
+FAULT_NAN_ENV = "RESATTN_FAULT_NAN_TRIALS"
+
+# Study user attributes written at creation.
+_ATTR_SPACE = "resattn.space"
+_ATTR_SPACE_FP = "resattn.space_fingerprint"
+_ATTR_RECIPE = "resattn.recipe"
+_ATTR_RECIPE_FP = "resattn.recipe_fingerprint"
+_ATTR_VERSION = "resattn.version"
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+# --------------------------------------------------------------------------------------------- storage
+
+
+def open_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
+    """Open the study storage named by ``url``.
+
+    ``url`` is any SQLAlchemy URL (``sqlite:///studies/resattn.db``, ``postgresql+psycopg://…``)
+    or the path of a journal file (``studies/resattn.journal``; Optuna's file journal, for
+    shared file systems). SQLite parent folders are created. Heartbeats (RDB storages only)
+    fail the trial of a crashed worker after :data:`GRACE_PERIOD` seconds and retry it once.
+    Raises :class:`StorageError` with one readable line when the storage cannot be opened.
+    """
+    if not url or not isinstance(url, str):
+        raise StorageError(f"storage must be an SQLAlchemy URL or a journal file path, got {url!r}")
+    if "://" not in url:
+        path = Path(url).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return JournalStorage(JournalFileBackend(str(path)))
+        except OSError as err:
+            raise StorageError(f"cannot open journal file {str(path)!r}: {err.strerror or err}") from None
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):
+        db = url.split(":///", 1)[1] if ":///" in url else ""
+        if db and db != ":memory:" and not db.startswith("file:"):
+            try:
+                Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise StorageError(
+                    f"cannot open storage {url!r}: cannot create its folder ({err.strerror or err})"
+                ) from None
+        # Wait for a busy database instead of failing with "database is locked".
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    kwargs: dict[str, Any] = {}
+    if heartbeat:
+        kwargs = {
+            "heartbeat_interval": HEARTBEAT_INTERVAL,
+            "grace_period": GRACE_PERIOD,
+            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=1),
+        }
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except ImportError as err:
+        raise StorageError(f"cannot open storage {_redact(url)}: missing database driver ({err})") from None
+    except Exception as err:  # SQLAlchemy raises many kinds; all mean "cannot open"
+        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
+        raise StorageError(f"cannot open storage {_redact(url)}: {reason}") from None
+
+
+def _redact(url: str) -> str:
+    """The URL without its password."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        if ":" in creds:
+            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def default_study_name(space: SearchSpace, recipe: Recipe) -> str:
+    """``<space>-<recipe>``, e.g. ``seed-cifar10``."""
+    return f"{space.name}-{recipe.name}"
+
+
+def make_sampler(recipe: Recipe, *, seed: int | None, workers: int = 1) -> optuna.samplers.BaseSampler:
+    """The recipe's sampler: ``tpe`` (multivariate + group), ``random`` or ``nsga2``."""
+    name = recipe.search.sampler
+    if name == "tpe":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(
+                multivariate=True, group=True, seed=seed, constant_liar=workers > 1
+            )
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    raise ConfigError(f"unknown sampler {name!r}; allowed: tpe, random, nsga2", key="search.sampler")
+
+
+def make_pruner(recipe: Recipe) -> optuna.pruners.BasePruner:
+    """The recipe's pruner; epochs are the pruning steps (resource = epochs)."""
+    name = recipe.search.pruner
+    epochs = recipe.train.epochs
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1), reduction_factor=3)
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise ConfigError(f"unknown pruner {name!r}; allowed: hyperband, median, none", key="search.pruner")
+
+
+def open_study(
+    storage: BaseStorage,
+    study_name: str,
+    space: SearchSpace,
+    recipe: Recipe,
+    *,
+    seed: int | None = None,
+    workers: int = 1,
+) -> tuple[optuna.Study, bool]:
+    """Create the study, or load it if it exists. Returns ``(study, created)``.
+
+    An existing study created with another space or recipe is refused with a
+    :class:`StorageError`. A new study records its space and recipe and gets the baseline designs
+    (all-residual and the notebooks' designs, where the space can express them) enqueued first.
+    """
+    objectives = list(recipe.search.objectives)
+    directions = [OBJECTIVES[o] for o in objectives]
+    sampler = make_sampler(recipe, seed=seed, workers=workers)
+    pruner = make_pruner(recipe) if len(objectives) == 1 else optuna.pruners.NopPruner()
+    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if study_name in existing:
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+        _check_same_setup(study, space, recipe)
+        return study, False
+    try:
+        study = optuna.create_study(
+            study_name=study_name, storage=storage, directions=directions, sampler=sampler, pruner=pruner
+        )
+    except optuna.exceptions.DuplicatedStudyError:  # another worker created it meanwhile
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+        _check_same_setup(study, space, recipe)
+        return study, False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(objectives)
+    from resattn import __version__
+
+    study.set_user_attr(_ATTR_VERSION, __version__)
+    study.set_user_attr(_ATTR_SPACE, space.to_dict())
+    study.set_user_attr(_ATTR_SPACE_FP, space.fingerprint())
+    study.set_user_attr(_ATTR_RECIPE, recipe.to_dict())
+    study.set_user_attr(_ATTR_RECIPE_FP, recipe.fingerprint())
+    for design, params in baseline_designs(space):
+        study.enqueue_trial(params, user_attrs={"design": design}, skip_if_exists=True)
+    return study, True
+
+
+def _check_same_setup(study: optuna.Study, space: SearchSpace, recipe: Recipe) -> None:
+    attrs = study.user_attrs
+    if _ATTR_SPACE_FP not in attrs:
+        raise StorageError(
+            f"study {study.study_name!r} exists but was not created by resattn; name a new study with --study"
+        )
+    problems = []
+    if attrs.get(_ATTR_SPACE_FP) != space.fingerprint():
+        old = attrs.get(_ATTR_SPACE, {}).get("name", "?")
+        problems.append(f"space {old!r} (now {space.name!r}, with different content)")
+    if attrs.get(_ATTR_RECIPE_FP) != recipe.fingerprint():
+        old = attrs.get(_ATTR_RECIPE, {})
+        diff = _dict_diff(old, recipe.to_dict())
+        problems.append(f"another recipe ({', '.join(diff[:4]) or 'content differs'})")
+    if problems:
+        raise StorageError(
+            f"study {study.study_name!r} was created with {' and '.join(problems)}; "
+            "continue it with the same space and recipe, or start a new study with --study NAME"
+        )
+
+
+def _dict_diff(old: Any, new: Any, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new)):
+            if key == "path":
+                continue
+            out += _dict_diff(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    if old != new:
+        return [f"{prefix.rstrip('.')}: {old!r} → {new!r}"]
+    return []
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Trials that finished (complete or pruned)."""
+    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+
+
+# ------------------------------------------------------------------------------------------ objective
+
+
+class SearchReporter(Protocol):
+    """What the search tells its caller (the CLI draws it; tests may record it)."""
+
+    def study_started(self, study: optuna.Study, target: int, finished: int) -> None: ...
+    def trial_started(self, number: int, spec: NetSpec, params: int, flops: int) -> None: ...
+    def epoch_done(self, number: int, result: EpochResult, epochs: int) -> None: ...
+    def trial_finished(self, study: optuna.Study, trial: FrozenTrial, finished: int) -> None: ...
+
+
+class _NullReporter:
+    def study_started(self, study: optuna.Study, target: int, finished: int) -> None:
+        pass
+
+    def trial_started(self, number: int, spec: NetSpec, params: int, flops: int) -> None:
+        pass
+
+    def epoch_done(self, number: int, result: EpochResult, epochs: int) -> None:
+        pass
+
+    def trial_finished(self, study: optuna.Study, trial: FrozenTrial, finished: int) -> None:
+        pass
+
+
+@dataclass
+class _Data:
+    train: ImageData
+    val: ImageData
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    num_classes: int
+    input_size: tuple[int, int, int]
+
+
+def prepare_data(recipe: Recipe, device: torch.device) -> tuple[Dataset, _Data]:
+    """Load the recipe's dataset, split validation off the training set (seeded), take the proxy
+    budget's subset, and move both parts to ``device`` once. The test split is not used."""
+    cfg = recipe.data
+    dataset = load_dataset(
+        cfg.dataset, data_dir=cfg.data_dir or None, download=True, image_size=cfg.image_size
+    )
+    train_part, val_part = split_train_val(dataset.train, cfg.val_fraction, recipe.search.seed)
+    if cfg.train_images:
+        train_part = subset_images(train_part, cfg.train_images, recipe.search.seed)
+    h, w = dataset.image_size
+    data = _Data(
+        train=train_part.to(device),
+        val=val_part.to(device),
+        mean=dataset.mean,
+        std=dataset.std,
+        num_classes=dataset.num_classes,
+        input_size=(dataset.in_channels, h, w),
+    )
+    return dataset, data
+
+
+def _fault_nan_trials() -> set[int]:
+    raw = os.environ.get(FAULT_NAN_ENV, "")
+    return {int(x) for x in raw.split(",") if x.strip().isdigit()}
+
+
+class Objective:
+    """One trial: sample a spec, check it, train the proxy, report each epoch, return the objectives."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        recipe: Recipe,
+        data: _Data,
+        device: torch.device,
+        reporter: SearchReporter,
+    ):
+        self.space = space
+        self.recipe = recipe
+        self.data = data
+        self.device = device
+        self.reporter = reporter
+        self.objectives = tuple(recipe.search.objectives)
+        self.nan_trials = _fault_nan_trials()
+        self.slot_names = tuple(slot.name for slot in space.slots)
+
+    def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
+        spec = sample(trial, self.space, num_classes=self.data.num_classes)
+        if spec.in_channels != self.data.input_size[0]:
+            spec = dataclasses.replace(spec, in_channels=self.data.input_size[0])
+        stats = model_stats(spec, self.data.input_size)
+        trial.set_user_attr("spec", spec.to_json())
+        trial.set_user_attr("placement", [f"{slot}={short}" for slot, short in placement(spec, self.space)])
+        trial.set_user_attr("params", stats.params)
+        trial.set_user_attr("flops", stats.flops)
+        trial.set_user_attr("device", str(self.device))
+        _save_note(trial, spec, stats.params, stats.flops, self.slot_names)
+        self.reporter.trial_started(trial.number, spec, stats.params, stats.flops)
+
+        torch.manual_seed(self.recipe.train.seed)
+        model = build(spec)
+        if trial.number in self.nan_trials:
+            log.warning("fault injection: trial %d produces NaN outputs", trial.number)
+            model.register_forward_hook(lambda _m, _i, out: out * float("nan"))
+        started = time.perf_counter()
+        epochs = self.recipe.train.epochs
+        single = len(self.objectives) == 1
+
+        def on_epoch(result: EpochResult) -> None:
+            acc = float(result.val_accuracy if result.val_accuracy is not None else float("nan"))
+            trial.set_user_attr("epochs_run", result.epoch)
+            trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+            trial.set_user_attr("images_per_second", round(result.images_per_second, 1))
+            if single:
+                trial.report(acc, result.epoch)
+            self.reporter.epoch_done(trial.number, result, epochs)
+            # The last epoch's value is the result; pruning then would only discard a finished trial.
+            if single and result.epoch < epochs and trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {result.epoch} (val_accuracy {acc:.4f})")
+
+        try:
+            result = train(
+                model, self.data.train, self.data.val, self.recipe.train,
+                device=self.device, mean=self.data.mean, std=self.data.std, on_epoch=on_epoch,
+            )
+        except (TrainingDiverged, OutOfMemory) as err:
+            trial.set_user_attr("fail_reason", f"{type(err).__name__}: {err}")
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted by the user (Ctrl-C)")
+            raise
+        finally:
+            trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+            del model
+        trial.set_user_attr("images_per_second", round(result.images_per_second, 1))
+        acc = float(result.val_accuracy if result.val_accuracy is not None else float("nan"))
+        values = {"val_accuracy": acc, "params": float(stats.params), "flops": float(stats.flops)}
+        if single:
+            return acc
+        return [values[o] for o in self.objectives]
+
+
+def _save_note(trial: optuna.Trial, spec: NetSpec, params: int, flops: int, slots: Sequence[str]) -> None:
+    """The trial's dashboard note: its placement as a table, params and FLOPs."""
+    try:
+        from optuna_dashboard import save_note
+    except ImportError:  # the dashboard is optional at run time
+        return
+    design = trial.user_attrs.get("design")
+    save_note(trial, trial_note(spec, params=params, flops=flops, slots=slots, design=design))
+
+
+# ------------------------------------------------------------------------------------------- the loop
+
+
+@dataclass(frozen=True)
+class TrialSummary:
+    """One finished trial, for summaries and tables."""
+
+    number: int
+    state: str
+    value: float | None
+    values: tuple[float, ...] | None
+    params: int | None
+    flops: int | None
+    epochs_run: int | None
+    placement: tuple[str, ...]
+    design: str | None
+    fail_reason: str | None
+
+    @classmethod
+    def of(cls, t: FrozenTrial) -> TrialSummary:
+        values = tuple(t.values) if t.values is not None else None
+        return cls(
+            number=t.number,
+            state=t.state.name,
+            value=values[0] if values else None,
+            values=values,
+            params=t.user_attrs.get("params"),
+            flops=t.user_attrs.get("flops"),
+            epochs_run=t.user_attrs.get("epochs_run"),
+            placement=tuple(t.user_attrs.get("placement", ())),
+            design=t.user_attrs.get("design"),
+            fail_reason=t.user_attrs.get("fail_reason"),
+        )
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search run leaves behind (the study itself is in the storage)."""
+
+    study_name: str
+    storage: str
+    target: int
+    finished: int
+    complete: int
+    pruned: int
+    failed: int
+    top: tuple[TrialSummary, ...]
+    best: TrialSummary | None
+    pareto: tuple[TrialSummary, ...]
+    interrupted: bool
+    stopped_reason: str | None
+    seconds: float
+    device: str
+
+
+def summarize(study: optuna.Study, *, top_k: int = 5) -> dict[str, Any]:
+    """Counts, the top-k complete trials by the first objective, and the best/Pareto trials."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    counts = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED,
+                                                                TrialState.FAIL)}
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    ranked = sorted(
+        (t for t in complete if t.values and math.isfinite(t.values[0])),
+        key=lambda t: t.values[0], reverse=maximize,
+    )
+    multi = len(study.directions) > 1
+    best = None if multi or not ranked else TrialSummary.of(ranked[0])
+    pareto = tuple(TrialSummary.of(t) for t in study.best_trials) if multi and complete else ()
+    return {
+        "complete": counts[TrialState.COMPLETE],
+        "pruned": counts[TrialState.PRUNED],
+        "failed": counts[TrialState.FAIL],
+        "top": tuple(TrialSummary.of(t) for t in ranked[:top_k]),
+        "best": best,
+        "pareto": pareto,
+    }
+
+
+def run_search(
+    space: SearchSpace,
+    recipe: Recipe,
+    *,
+    trials: int,
+    storage: str = DEFAULT_STORAGE,
+    study_name: str | None = None,
+    timeout: float | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+    reporter: SearchReporter | None = None,
+    top_k: int = 5,
+) -> SearchResult:
+    """Run (or continue) the study until ``trials`` trials in total have finished.
+
+    ``seed`` overrides the recipe's seed for the sampler. A ``KeyboardInterrupt`` ends the
+    current trial (stored as FAIL with its reason), keeps everything stored, and returns a result
+    with ``interrupted=True``.
+    """
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ConfigError(f"must be a positive integer, got {trials!r}", key="--trials")
+    if timeout is not None and not timeout > 0:
+        raise ConfigError(f"must be a positive number of seconds, got {timeout!r}", key="--timeout")
+    reporter = reporter or _NullReporter()
+    torch_device = resolve_device(device)
+    name = study_name or default_study_name(space, recipe)
+    store = open_storage(storage)
+    study, created = open_study(
+        store, name, space, recipe, seed=seed if seed is not None else recipe.search.seed
+    )
+    log.info("%s study %r in %s", "created" if created else "continuing", name, _redact(storage))
+    started = time.perf_counter()
+    interrupted = False
+    stopped_reason: str | None = None
+    done = finished_count(study)
+    reporter.study_started(study, trials, done)
+    if done < trials:
+        _, data = prepare_data(recipe, torch_device)
+        objective = Objective(space, recipe, data, torch_device, reporter)
+        state = {"consecutive_failures": 0}
+
+        def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+            nonlocal stopped_reason
+            finished = finished_count(study)
+            reporter.trial_finished(study, trial, finished)
+            state["consecutive_failures"] = state["consecutive_failures"] + 1 if trial.state == TrialState.FAIL else 0
+            if finished >= trials:
+                study.stop()
+            elif state["consecutive_failures"] >= MAX_CONSECUTIVE_FAILURES:
+                stopped_reason = f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed; see their fail_reason"
+                study.stop()
+
+        try:
+            study.optimize(
+                objective,
+                timeout=timeout,
+                callbacks=[after_trial],
+                catch=(TrainingDiverged, OutOfMemory),
+                gc_after_trial=torch_device.type == "cuda",
+            )
+        except KeyboardInterrupt:
+            interrupted = True
+        if timeout is not None and finished_count(study) < trials and not interrupted and not stopped_reason:
+            stopped_reason = f"timeout of {timeout:g} s reached"
+    summary = summarize(study, top_k=top_k)
+    return SearchResult(
+        study_name=name,
+        storage=storage,
+        target=trials,
+        finished=finished_count(study),
+        complete=summary["complete"],
+        pruned=summary["pruned"],
+        failed=summary["failed"],
+        top=summary["top"],
+        best=summary["best"],
+        pareto=summary["pareto"],
+        interrupted=interrupted,
+        stopped_reason=stopped_reason,
+        seconds=time.perf_counter() - started,
+        device=str(torch_device),
+    )
+
+
+def load_trial_spec(trial: FrozenTrial) -> NetSpec:
+    """The NetSpec a trial trained (from its ``spec`` user attribute)."""
+    raw = trial.user_attrs.get("spec")
+    if raw is None:
+        raise StorageError(f"trial {trial.number} has no recorded spec")
+    return NetSpec.from_dict(json.loads(raw))
+
