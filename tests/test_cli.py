@@ -86,8 +86,11 @@ def test_quick_search_completes_with_pruning_and_attributes(quick_study):
     # The summary: a top-5 table and the export command.
     assert "Top 5 trials" in out
     assert "resattn export" in out and "--best" in out
-    best = study.best_trial.number
-    assert str(best) in out
+    best = study.best_trial
+    assert str(best.number) in out
+    # Each row shows the per-slot placement in short form, brackets and all.
+    for short in best.user_attrs["placement"]:
+        assert short in out
 
 
 def test_rerun_continues_to_the_total_not_n_more(quick_study, cifar_npz, capsys):

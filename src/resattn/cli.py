@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from resattn.errors import ConfigError, ResattnError
 from resattn.spec import SpecError
@@ -28,8 +29,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+# markup is off: placements such as "pattern2[cbam/r16/k7]" must print as they are.
+err_console = Console(stderr=True, highlight=False, markup=False)
+# Not a terminal (a log file, CI): wide enough that a table row of placements stays on one line.
+out_console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -39,7 +42,7 @@ T = TypeVar("T")
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -218,6 +221,14 @@ def _print_summary(result: Any, console: Console) -> None:
 SpaceOpt = Annotated[
     str, typer.Option("--space", help="Search-space TOML file, or the name of a shipped one (seed, resnet20, quick).")
 ]
+SearchSpaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--space",
+        help="Search-space TOML file, or the name of a shipped one (seed, resnet20, quick) "
+        "[default: the recipe's search.space, else seed].",
+    ),
+]
 RecipeOpt = Annotated[
     str, typer.Option("--recipe", help="Recipe TOML file, or the name of a shipped one (cifar10, quick).")
 ]
@@ -227,20 +238,27 @@ SetOpt = Annotated[
 ]
 
 
-def _load_inputs(space: str, recipe: str, overrides: Sequence[str]) -> tuple[Any, Any]:
+def _load_inputs(space: str | None, recipe: str, overrides: Sequence[str]) -> tuple[Any, Any]:
     from resattn.recipe import load_recipe
     from resattn.space import load_space
 
-    space_obj = load_space(resolve_file(space, "space"))
     recipe_obj = load_recipe(resolve_file(recipe, "search"))
     if overrides:
         recipe_obj = recipe_obj.with_overrides(list(overrides))
-    return space_obj, recipe_obj
+    if space is None:
+        space = recipe_obj.search.space
+        try:
+            path = resolve_file(space, "space")
+        except ConfigError as err:
+            raise ConfigError(err.reason, file=str(recipe_obj.path or ""), key="search.space") from None
+    else:
+        path = resolve_file(space, "space")
+    return load_space(path), recipe_obj
 
 
 @app.command("search")
 def search_cmd(
-    space: SpaceOpt = "seed",
+    space: SearchSpaceOpt = None,
     recipe: RecipeOpt = "cifar10",
     trials: Annotated[int, typer.Option(help="Run until this many trials in total have finished.", min=1)] = 200,
     timeout: Annotated[float | None, typer.Option(help="Stop starting new trials after this many seconds.")] = None,
@@ -324,6 +342,21 @@ def _bench_inputs(space: str, dataset: str, device: str, design: str) -> tuple[A
     study.enqueue_trial(designs[design])
     spec = sample(study.ask(), space_obj, num_classes=ds.num_classes)
     return spec, ds, resolve_device(device)
+
+
+def _register_commands() -> None:
+    """Import every module of :mod:`resattn.commands`; each registers its commands on ``app``."""
+    import importlib
+    import pkgutil
+
+    from resattn import commands
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"resattn.commands.{info.name}")
+
+
+_register_commands()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -22,6 +22,7 @@ A recipe is a TOML file (``search/*.toml``)::
     seed = 0                   # sampler seed and the seed of the validation split and proxy subset
     max_params = 0             # 0 = no limit
     max_flops = 0              # 0 = no limit
+    space = "seed"             # the space used when --space is not given (name or path)
 
 Every table and key is optional (defaults as above, and :class:`~resattn.train.TrainConfig`'s).
 ``npz:PATH`` and ``folder:PATH`` are relative to the current working directory (where the
@@ -162,8 +163,14 @@ class SearchConfig:
     seed: int = 0  # sampler seed, and the seed of the validation split and proxy subset
     max_params: int = 0  # 0 = no limit
     max_flops: int = 0  # 0 = no limit
+    space: str = "seed"  # the search space used when --space is not given (a shipped name or a path)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.space, str) or not self.space.strip():
+            raise ConfigError(
+                f"must be a space name (seed, resnet20, quick) or a path to a space file, got {_lit(self.space)}",
+                key="space",
+            )
         if self.sampler not in SAMPLERS:
             raise ConfigError(
                 f"unknown sampler {_lit(self.sampler)}; allowed: {', '.join(SAMPLERS)}", key="sampler"
@@ -216,7 +223,8 @@ class SearchConfig:
 
 _TABLES: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "search": SearchConfig}
 #: Keys of ``data`` that do not change results (excluded from the fingerprint).
-_NOT_FINGERPRINTED = {"data": ("data_dir",)}
+#: ``search.space`` only picks the default space; the space itself is fingerprinted on its own.
+_NOT_FINGERPRINTED = {"data": ("data_dir",), "search": ("space",)}
 
 
 def _fields(cls: type) -> tuple[str, ...]:

@@ -287,11 +287,11 @@ class BlockSpec:
             return self.kind
         if self.kind == "pattern4":
             assert self.skip_attention is not None and self.attention is not None
-            inner = f"{self.skip_attention.short()}|{self.attention.short()} γs={self.gamma_s:g}"
-            inner += f" γr={self.gamma_r:g}" if self.residual_path == "gated" else " direct"
+            inner = f"{self.skip_attention.short()}|{self.attention.short()} γs={self.gamma_s:.3g}"
+            inner += f" γr={self.gamma_r:.3g}" if self.residual_path == "gated" else " direct"
             return f"pattern4[{inner}]"
         assert self.attention is not None
-        extra = f" λ={self.lam:g}" if self.kind == "pattern2_mix" else ""
+        extra = f" λ={self.lam:.3g}" if self.kind == "pattern2_mix" else ""
         return f"{self.kind}[{self.attention.short()}{extra}]"
 
     def to_dict(self) -> dict[str, Any]:
