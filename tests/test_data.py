@@ -193,12 +193,12 @@ def test_torchvision_download_failure_is_helpful(tmp_path: Path, monkeypatch: py
     with pytest.raises(DatasetError) as info:
         load_dataset("cifar10", data_dir=tmp_path)
     message = str(info.value)
-    assert "cannot download cifar10" in message and "--data-dir" in message and "npz:PATH" in message
+    assert "cannot download cifar10" in message and "data.data_dir=DIR" in message and "npz:PATH" in message
     assert "\n" not in message
 
 
 def test_torchvision_missing_files_without_download(tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"svhn files not found .* download is off.*--data-dir.*npz:PATH"):
+    with pytest.raises(DatasetError, match=r"svhn files not found .* download is off.*data.data_dir=DIR.*npz:PATH"):
         load_dataset("svhn", data_dir=tmp_path, download=False)
 
 

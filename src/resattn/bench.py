@@ -65,6 +65,9 @@ class BenchResult:
     num_workers: int  # DataLoader workers of the reference loop
     fast_precision: str  # "bf16 autocast" or "fp32"
     train_images: int  # size of the training split the batches are drawn from
+    #: Input pipeline alone (batches produced and moved to the device, no model), images/s.
+    fast_data_images_per_second: float = 0.0
+    reference_data_images_per_second: float = 0.0
 
     def rows(self) -> list[tuple[str, str, str]]:
         """``(loop, images/s, note)`` rows for a table."""
@@ -75,6 +78,10 @@ class BenchResult:
             ("reference (DataLoader)", f"{self.reference_images_per_second:,.0f}",
              f"fp32, torchvision transforms, {self.num_workers} workers{pin}"),
             ("speedup", f"{self.speedup:.2f}×", "fast / reference"),
+            ("input pipeline only: fast", f"{self.fast_data_images_per_second:,.0f}",
+             "batches ready on the device, no model"),
+            ("input pipeline only: reference", f"{self.reference_data_images_per_second:,.0f}",
+             "DataLoader batches moved to the device, no model"),
         ]
 
 
@@ -174,6 +181,25 @@ def _timed_loop(
     return time.perf_counter() - started, images
 
 
+def _timed_batches(batches: Iterator[_Batch], device: torch.device, *, warmup_steps: int, steps: int) -> float:
+    """Images/s of an input pipeline alone: ``steps`` batches produced and on ``device``."""
+    images = 0
+    started = time.perf_counter()
+    for i, (x, y) in enumerate(itertools.islice(batches, warmup_steps + steps)):
+        if i == warmup_steps:
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            started = time.perf_counter()
+        x = x.to(device, non_blocking=True)
+        y = y.to(device, non_blocking=True)
+        if i >= warmup_steps:
+            images += int(y.shape[0])
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    return images / seconds if seconds > 0 else 0.0
+
+
 def _fresh_model(spec: NetSpec, seed: int, device: torch.device, channels_last: bool) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -230,6 +256,7 @@ def run_bench(
         channels_last=channels_last,
     )
     full = (b for b in _forever(fast_batches) if b[1].shape[0] == batch_size)
+    fast_data_ips = _timed_batches(full, device, warmup_steps=warmup_steps, steps=steps)
     model = _fresh_model(spec, config.seed, device, channels_last)
     fast_s, fast_images = _timed_loop(full, model, config, device, bf16=bf16,
                                       warmup_steps=warmup_steps, steps=steps)
@@ -249,6 +276,7 @@ def run_bench(
     )
     model = _fresh_model(spec, config.seed, device, channels_last=False)
     try:
+        ref_data_ips = _timed_batches(_forever(loader), device, warmup_steps=warmup_steps, steps=steps)
         ref_s, ref_images = _timed_loop(_forever(loader), model, config, device, bf16=False,
                                         warmup_steps=warmup_steps, steps=steps)
     finally:
@@ -270,4 +298,6 @@ def run_bench(
         num_workers=num_workers,
         fast_precision="bf16 autocast" if bf16 else "fp32",
         train_images=len(dataset.train),
+        fast_data_images_per_second=fast_data_ips,
+        reference_data_images_per_second=ref_data_ips,
     )

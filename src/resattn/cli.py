@@ -75,9 +75,13 @@ def _setup_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    import warnings
+
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    # Optuna flags the heartbeat callback, metric names, notes… as experimental; users cannot act on that.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 # --------------------------------------------------------------------------------------- the reporter

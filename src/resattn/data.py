@@ -229,7 +229,8 @@ def _load_torchvision(name: str, root: Path, download: bool) -> _Arrays:
 
     import torchvision.datasets as tvd
 
-    hint = f"pass --data-dir DIR holding torchvision's {name} files, or use npz:PATH"
+    hint = (f"point data.data_dir at a folder holding torchvision's {name} files (--set data.data_dir=DIR), "
+            "or use --dataset npz:PATH or folder:PATH")
     splits = []
     for train in (True, False):
         try:
