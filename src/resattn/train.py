@@ -438,6 +438,8 @@ def train(
     mean: Sequence[float],
     std: Sequence[float],
     on_epoch: Callable[[EpochResult], None] | None = None,
+    resume: dict[str, Any] | None = None,
+    on_checkpoint: Callable[[EpochResult, dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``config.epochs`` epochs with the fast loop and return what happened.
 
@@ -446,6 +448,12 @@ def train(
     (``optuna.TrialPruned``, ``KeyboardInterrupt``, …) propagates unchanged. Raises
     :class:`TrainingDiverged` on a non-finite loss (at the latest at the end of the epoch where it
     happened) and :class:`OutOfMemory` when the device runs out of memory.
+
+    Checkpointing (full training, :mod:`resattn.retrain`): after every epoch and before ``on_epoch``,
+    ``on_checkpoint(result, state)`` gets the loop state ``{"epoch", "step", "optimizer",
+    "generator"}`` (finished epochs, global step, optimiser state_dict, batch-order RNG state).
+    ``resume=state`` (with the model's weights already loaded) continues after ``state["epoch"]``
+    with the same LR schedule and batch order; the history then holds only the new epochs.
     """
     device = torch.device(device)
     cuda = device.type == "cuda"
@@ -483,7 +491,13 @@ def train(
     train_seconds = 0.0
     images_seen = 0
     global_step = 0
-    for epoch in range(1, config.epochs + 1):
+    first_epoch = 1
+    if resume is not None:
+        first_epoch = int(resume["epoch"]) + 1
+        global_step = steps_per_epoch * int(resume["epoch"])
+        optimizer.load_state_dict(resume["optimizer"])
+        batches.generator.set_state(resume["generator"])
+    for epoch in range(first_epoch, config.epochs + 1):
         epoch_started = time.perf_counter()
         try:
             model.train()
@@ -530,6 +544,9 @@ def train(
         history.append(result)
         log.debug("epoch %d: loss %.4f val %s %.0f img/s", epoch, train_loss, val_acc,
                   result.images_per_second)
+        if on_checkpoint is not None:
+            on_checkpoint(result, {"epoch": epoch, "step": global_step, "optimizer": optimizer.state_dict(),
+                                   "generator": batches.generator.get_state()})
         if on_epoch is not None:
             on_epoch(result)
 
