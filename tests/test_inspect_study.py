@@ -1,0 +1,192 @@
+"""resattn.inspect_study on a study from a real quick search (CIFAR images, CPU), with pruned and failed trials."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from resattn import inspect_study as I
+from resattn.cli import main
+from resattn.errors import StorageError
+
+pytestmark = pytest.mark.slow  # a real (tiny) search trains models
+
+STUDY = "quick-quick"
+#: Trial made to produce NaN outputs (TrainingDiverged -> FAIL), so that the study has a failed trial.
+FAILED_TRIAL = 5
+_SHARED: dict[str, Path] = {}
+
+
+def run_quick_search(db: Path, npz: Path, trials: int, *extra: str) -> tuple[int | None, str, str]:
+    """`resattn search` with the quick recipe, shrunk to ~1 s per trial."""
+    args = ["search", "--recipe", "quick", "--dataset", f"npz:{npz}", "--trials", str(trials),
+            "--storage", f"sqlite:///{db}", "--device", "cpu", "--set", "train.epochs=2",
+            "--set", "data.train_images=300", "--set", "train.batch_size=64", *extra]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exc:
+        main(args)
+    return exc.value.code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def inspect_db(tmp_path_factory, cifar_npz) -> Path:
+    """A real quick study: 8 finished trials (baselines, TPE, Hyperband pruning) and one failed trial.
+
+    Session-scoped and shared by test_report.py and test_cli_inspect.py (they import it)."""
+    if _SHARED.get("db") is not None:  # the same search for every test module that imports this fixture
+        return _SHARED["db"]
+    db = tmp_path_factory.mktemp("inspect") / "study.db"
+    old = os.environ.get("RESATTN_FAULT_NAN_TRIALS")
+    os.environ["RESATTN_FAULT_NAN_TRIALS"] = str(FAILED_TRIAL)
+    try:
+        code, out, err = run_quick_search(db, cifar_npz, 8)
+    finally:
+        if old is None:
+            os.environ.pop("RESATTN_FAULT_NAN_TRIALS", None)
+        else:
+            os.environ["RESATTN_FAULT_NAN_TRIALS"] = old
+    assert code in (0, None), out + err
+    _SHARED["db"] = db
+    return db
+
+
+def url(db: Path) -> str:
+    return f"sqlite:///{db}"
+
+
+def load(db: Path) -> optuna.Study:
+    return optuna.load_study(study_name=STUDY, storage=url(db))
+
+
+def test_fixture_has_complete_pruned_and_failed_trials(inspect_db):
+    states = [t.state for t in load(inspect_db).trials]
+    assert states.count(TrialState.COMPLETE) >= 2
+    assert TrialState.FAIL in states
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 8
+
+
+def test_list_studies_counts(inspect_db):
+    (info,) = I.list_studies(url(inspect_db))
+    study = load(inspect_db)
+    assert info.name == STUDY
+    assert info.complete == sum(t.state == TrialState.COMPLETE for t in study.trials)
+    assert info.pruned == sum(t.state == TrialState.PRUNED for t in study.trials)
+    assert info.failed == sum(t.state == TrialState.FAIL for t in study.trials) >= 1
+    assert info.best == pytest.approx(study.best_value)
+    assert (info.space, info.recipe) == ("quick", "quick")
+    assert info.metric_names == ("val_accuracy",)
+
+
+def test_load_study_default_and_errors(inspect_db, tmp_path):
+    assert I.load_study(url(inspect_db)).study_name == STUDY
+    with pytest.raises(StorageError, match="no study 'nope'"):
+        I.load_study(url(inspect_db), "nope")
+    missing = tmp_path / "missing.db"
+    with pytest.raises(StorageError, match="no such file"):
+        I.load_study(url(missing))
+    assert not missing.exists()  # reading never creates a database
+    two = tmp_path / "two.db"
+    for name in ("a", "b"):
+        optuna.create_study(study_name=name, storage=url(two))
+    with pytest.raises(StorageError, match="name one with --study: a, b"):
+        I.load_study(url(two))
+
+
+def _direct(study: optuna.Study, what: str) -> dict[tuple[str, str], list[float]]:
+    """The placement map computed here, straight from study.trials and the recorded specs."""
+    out: dict[tuple[str, str], list[float]] = {}
+    for t in study.trials:
+        if t.state != TrialState.COMPLETE or "duplicate_of" in t.user_attrs:
+            continue
+        for layer in json.loads(t.user_attrs["spec"])["layers"]:
+            if layer["name"] not in ("s1", "s2"):
+                continue
+            if what == "kind":
+                option = layer["kind"]
+            elif layer["kind"] == "residual":
+                option = "none"
+            elif layer["kind"] == "pattern4":
+                option = f"s:{layer['skip_attention']['name']} r:{layer['attention']['name']}"
+            else:
+                option = layer["attention"]["name"]
+            out.setdefault((layer["name"], option), []).append(t.values[0])
+    return out
+
+
+@pytest.mark.parametrize("what", ["kind", "attention"])
+def test_placement_map_equals_direct_computation(inspect_db, what):
+    study = load(inspect_db)
+    pm = I.placement_map(study, what)
+    direct = _direct(study, what)
+    assert pm.slots == ("s1", "s2")
+    if what == "kind":
+        assert pm.options == ("residual", "pattern2", "pattern4")  # the space's kinds, in order
+    assert {k for k, c in pm.cells.items() if c.count} == set(direct)
+    for (slot, option), values in direct.items():
+        cell = pm.cell(slot, option)
+        assert cell.count == len(values)
+        assert cell.best == pytest.approx(max(values))
+        assert cell.mean == pytest.approx(sum(values) / len(values))
+    for slot in pm.slots:  # every COMPLETE (non-duplicate) trial is counted once per slot
+        assert sum(pm.cell(slot, o).count for o in pm.options) == len(I.complete_trials(study))
+    winners = pm.winners("mean")
+    for slot, (option, cell) in winners.items():
+        assert cell.mean == max(sum(v) / len(v) for (s, _), v in direct.items() if s == slot)
+        assert (slot, option) in direct
+
+
+def test_pruning_savings(inspect_db):
+    study = load(inspect_db)
+    s = I.pruning_savings(study)
+    done = [t for t in study.trials if t.state != TrialState.RUNNING]
+    assert s.epochs_per_trial == 2 and s.trials == len(done)
+    assert s.budget == 2 * len(done)
+    assert s.run == sum(t.user_attrs.get("epochs_run", 0) for t in done if "duplicate_of" not in t.user_attrs)
+    assert s.saved == s.budget - s.run >= 0
+    assert s.by_state["FAIL"][0] >= 1
+    assert s.pruned_early == sum(
+        t.state == TrialState.PRUNED and 0 < t.user_attrs.get("epochs_run", 0) < 2 for t in done
+    )
+
+
+def test_slot_importances_sum_per_slot(inspect_db):
+    study = load(inspect_db)
+    per_slot, per_param = I.slot_importances(study)
+    assert set(per_slot) <= {"s1", "s2"} and per_slot
+    assert sum(per_slot.values()) == pytest.approx(sum(per_param.values())) == pytest.approx(1.0)
+    for slot, value in per_slot.items():
+        assert value == pytest.approx(sum(v for k, v in per_param.items() if k.split(".")[0] == slot))
+
+
+def test_slot_importances_too_few_trials():
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(params={"s1.kind": "a"}, value=0.5, distributions={
+        "s1.kind": optuna.distributions.CategoricalDistribution(["a", "b"])}))
+    with pytest.raises(ValueError, match="at least 2 completed trials"):
+        I.slot_importances(study)
+
+
+def test_top_trials_and_export_command(inspect_db):
+    study = load(inspect_db)
+    top = I.top_trials(study, 3)
+    values = [t.value for t in top]
+    assert values == sorted(values, reverse=True) and values[0] == pytest.approx(study.best_value)
+    cmd = I.export_command(url(inspect_db), STUDY, top[0].number)
+    assert cmd == f"resattn export --storage {url(inspect_db)} --study {STUDY} --trial {top[0].number} " \
+                  "--out studies/winner.py"
+
+
+def test_pareto_front():
+    pts = [(10, 0.5), (20, 0.6), (15, 0.4), (30, 0.6), (5, 0.3), (20, 0.55)]
+    assert I.pareto_front(pts) == [4, 0, 1]
+    assert I.pareto_front([]) == []
+    assert I.accuracy(optuna.trial.create_trial(value=0.25)) == 0.25
+    assert math.isnan(I.accuracy(optuna.trial.create_trial(state=TrialState.FAIL)))
