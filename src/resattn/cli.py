@@ -36,6 +36,7 @@ out_console = Console(highlight=False, markup=False, width=None if sys.stdout.is
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 T = TypeVar("T")
@@ -184,6 +185,16 @@ def _print_summary(result: Any, console: Console) -> None:
         f" on {result.device}"
     )
     console.print(head)
+    for notice in getattr(result, "notices", ()):
+        console.print(f"note: {notice}")
+    if getattr(result, "architectures", 0):
+        console.print(f"{result.architectures} distinct architectures completed")
+    if getattr(result, "duplicates", 0):
+        console.print(
+            f"{result.duplicates} duplicates skipped, saving ~{result.saved_seconds:.0f} s of training"
+        )
+    if getattr(result, "over_budget", 0):
+        console.print(f"{result.over_budget} trials over the params/FLOPs budget (pruned, not trained)")
     if result.stopped_reason:
         console.print(f"stopped early: {result.stopped_reason}")
     rows = result.pareto or result.top
@@ -277,6 +288,28 @@ def search_cmd(
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs per trial.", min=1)] = None,
     set_: SetOpt = None,
+    workers: Annotated[
+        int, typer.Option(help="Worker processes on this machine sharing the --trials budget.", min=1)
+    ] = 1,
+    gpus: Annotated[
+        str | None, typer.Option(help="GPU indices, e.g. 0,1: workers spread over them (CUDA_VISIBLE_DEVICES).")
+    ] = None,
+    workers_per_gpu: Annotated[int, typer.Option(help="Workers per GPU with --gpus.", min=1)] = 1,
+    max_params: Annotated[
+        int | None,
+        typer.Option(help="Parameter budget (overrides search.max_params; 0 = none): larger models "
+                          "are pruned before training.", min=0),
+    ] = None,
+    max_flops: Annotated[
+        int | None,
+        typer.Option(help="FLOP budget per image (overrides search.max_flops; 0 = none).", min=0),
+    ] = None,
+    stop_when_converged: Annotated[
+        bool,
+        typer.Option("--stop-when-converged",
+                     help="Stop before --trials when Optuna's terminator judges the study converged "
+                          "(one objective, single process)."),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run (or continue) a placement study until --trials trials have finished."""
@@ -288,6 +321,10 @@ def search_cmd(
         overrides.append(f"data.dataset={dataset}")
     if epochs is not None:
         overrides.append(f"train.epochs={epochs}")
+    if max_params is not None:
+        overrides.append(f"search.max_params={max_params}")
+    if max_flops is not None:
+        overrides.append(f"search.max_flops={max_flops}")
     space_obj, recipe_obj = _guard(lambda: _load_inputs(space, recipe, overrides))
     live = err_console.is_terminal and not os.environ.get("CI")
     console = err_console if live else out_console
@@ -296,11 +333,13 @@ def search_cmd(
             lambda: run_search(
                 space_obj, recipe_obj, trials=trials, storage=storage, study_name=study,
                 timeout=timeout, device=device, seed=seed, reporter=reporter,
+                workers=workers, gpus=gpus, workers_per_gpu=workers_per_gpu,
+                stop_when_converged=stop_when_converged,
             )
         )
     _print_summary(result, out_console)
     if result.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_TERMINATED if _terminated else EXIT_INTERRUPTED)
 
 
 @app.command("bench")
@@ -311,22 +350,49 @@ def bench_cmd(
     batch_size: Annotated[int, typer.Option(min=2)] = 256,
     steps: Annotated[int, typer.Option(min=1, help="Timed steps per loop.")] = 30,
     warmup_steps: Annotated[int, typer.Option(min=0)] = 5,
-    workers: Annotated[int, typer.Option(min=0, help="DataLoader workers of the reference loop.")] = 2,
+    loader_workers: Annotated[int, typer.Option(min=0, help="DataLoader workers of the reference loop.")] = 2,
     design: Annotated[
         str, typer.Option(help="Which design of the space to time: all-residual, seed-pattern2, seed-pattern4.")
     ] = "seed-pattern4",
+    search_workers: Annotated[
+        str | None,
+        typer.Option("--workers", "--search-workers",
+                     help="Instead: search trials/hour with these worker-process counts, e.g. 1,2,4 "
+                          "(a fresh --search-trials study of the quick recipe each, in a temporary journal file)."),
+    ] = None,
+    search_trials: Annotated[int, typer.Option(min=1, help="Trials per worker count with --workers.")] = 8,
 ) -> None:
     """Images/s of the fast proxy loop against a plain DataLoader loop, same model and data."""
     from resattn.bench import format_bench, run_bench
 
     _setup_logging(False)
+    if search_workers is not None:
+        _scaling_bench(search_workers, search_trials, dataset, device)
+        return
     spec, ds, dev = _guard(lambda: _bench_inputs(space, dataset, device, design))
     out_console.print(f"bench: design {design} of space {space}, dataset {dataset}, device {dev}")
     result = _guard(
         lambda: run_bench(spec, ds, device=dev, batch_size=batch_size, steps=steps,
-                          warmup_steps=warmup_steps, num_workers=workers)
+                          warmup_steps=warmup_steps, num_workers=loader_workers)
     )
     out_console.print(format_bench(result))
+
+
+def _scaling_bench(counts: str, trials: int, dataset: str, device: str) -> None:
+    from resattn.workers import format_scaling, run_scaling_bench
+
+    try:
+        numbers = [int(c) for c in counts.split(",") if c.strip()]
+    except ValueError:
+        numbers = []
+    if not numbers or min(numbers) < 1:
+        raise _fail(f"--workers: comma-separated positive integers, got {counts!r}")
+    overrides = [f"data.dataset={dataset}", "train.epochs=2", "data.train_images=500", "train.batch_size=64"]
+    space_obj, recipe_obj = _guard(lambda: _load_inputs(None, "quick", overrides))
+    out_console.print(f"bench: {trials} trials of the quick recipe ({', '.join(overrides)}) per worker count, "
+                      f"device {device}, journal-file storage")
+    rows = _guard(lambda: run_scaling_bench(space_obj, recipe_obj, numbers, trials=trials, device=device))
+    out_console.print(format_scaling(rows))
 
 
 def _bench_inputs(space: str, dataset: str, device: str, design: str) -> tuple[Any, Any, Any]:
@@ -375,12 +441,30 @@ def search_main(argv: Sequence[str] | None = None) -> None:
     _run(single, argv)
 
 
+#: Set by the SIGTERM handler: an interrupted search then exits 143 instead of 130.
+_terminated = False
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM ends the current trial like Ctrl-C does (FAIL, summary printed), then exits 143."""
+    global _terminated
+    from resattn.workers import Terminated
+
+    _terminated = True
+    raise Terminated()
+
+
 def _run(application: typer.Typer, argv: Sequence[str] | None) -> None:
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         application(args=list(argv) if argv is not None else None, prog_name=_prog_name(application))
     except KeyboardInterrupt:
         err_console.print("interrupted")
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(EXIT_TERMINATED if _terminated else EXIT_INTERRUPTED)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _prog_name(application: typer.Typer) -> str:

@@ -17,7 +17,7 @@ A recipe is a TOML file (``search/*.toml``)::
     lr = 0.2
     [search]
     sampler = "tpe"            # tpe (multivariate, group) | random | nsga2
-    pruner = "hyperband"       # hyperband | median | none (must be none with several objectives)
+    pruner = "hyperband"       # hyperband | median | none (ignored, with a notice, with several objectives)
     objectives = ["val_accuracy"]   # val_accuracy (maximise) first, then params / flops (minimise)
     seed = 0                   # sampler seed and the seed of the validation split and proxy subset
     max_params = 0             # 0 = no limit
@@ -203,13 +203,9 @@ class SearchConfig:
                 key="objectives",
             )
         object.__setattr__(self, "objectives", objectives)
-        if len(objectives) > 1 and self.pruner != "none":
-            raise ConfigError(
-                f"pruner {_lit(self.pruner)} cannot be used with several objectives "
-                f"({', '.join(objectives)}): "
-                'Optuna cannot prune multi-objective trials; set pruner = "none"',
-                key="pruner",
-            )
+        # Several objectives with a pruner other than "none" is allowed: Optuna cannot prune
+        # multi-objective trials, so the search ignores the pruner and tells the user once
+        # (resattn.search.search_notices).
         if not _is_int(self.seed) or not 0 <= self.seed < 2**32:
             raise ConfigError(f"must be an integer from 0 to 2**32 - 1, got {_lit(self.seed)}", key="seed")
         for name in ("max_params", "max_flops"):

@@ -1,0 +1,580 @@
+"""Several worker processes on one study: a shared budget, crash recovery, signals (issue 6).
+
+:func:`run_parallel` (called by :func:`resattn.search.run_search` when ``workers > 1`` or GPUs are
+named) starts N processes ``python -m resattn.workers …`` on this machine against the study the
+parent has already created (so the baselines are enqueued once), shows progress by polling the
+storage, and returns when every worker has ended.
+
+The budget is shared: a worker starts a trial only while *finished + running < target*. The check
+and Optuna's ``ask`` run under one file lock shared by the workers of this machine, so two local
+workers never start the last trial twice; the lock is released as soon as the trial exists in the
+storage (first thing in the objective). Workers of *different* machines only see each other through
+the storage: each stops once the target is reached, so the study can overshoot by at most one
+trial per extra machine.
+
+Crash recovery:
+
+- a worker that dies (SIGKILL, OOM killer) while its parent lives: the parent fails the worker's
+  RUNNING trial at once (``fail_reason`` "worker process … died") and enqueues a retry of it
+  (``RetryHeartbeatStaleTrialCallback(max_retry=1)``: the retry has ``retry_history``);
+- the whole run dies (machine lost, parent killed): RDB storages (SQLite, PostgreSQL) use Optuna's
+  heartbeat; the next worker to start or wait on the study fails trials whose heartbeat is older than
+  the grace period and retries them once. Optuna 5's ``JournalStorage`` has no heartbeat, so for a
+  journal file the parent, when it starts, fails RUNNING trials of dead processes of *this* host
+  (``hostname`` and ``worker_pid`` user attributes).
+
+Every trial records ``worker_pid`` and ``hostname`` as user attributes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import logging
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from resattn.errors import ConfigError, ResattnError
+
+__all__ = [
+    "FAULT_SLEEP_ENV",
+    "Terminated",
+    "install_signal_handlers",
+    "parse_gpus",
+    "plan_workers",
+    "run_parallel",
+    "run_scaling_bench",
+    "run_worker",
+]
+
+log = logging.getLogger(__name__)
+
+#: Fault injection for tests: ``N`` or ``N:SECONDS`` — trial number N sleeps (default 60 s) before
+#: training, so a test can kill its worker mid-trial. Retries of trial N do not sleep.
+FAULT_SLEEP_ENV = "RESATTN_FAULT_SLEEP_TRIAL"
+#: How often idle workers and the parent look at the storage.
+POLL_SECONDS = 0.5
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_FAILURES = 3
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the current trial ends as FAIL and the summary prints."""
+
+    signum = signal.SIGTERM
+
+
+def install_signal_handlers() -> None:
+    """SIGTERM raises :class:`Terminated` (SIGINT already raises ``KeyboardInterrupt``)."""
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, on_term)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _exit_code(err: BaseException) -> int:
+    return EXIT_TERMINATED if isinstance(err, Terminated) else EXIT_INTERRUPTED
+
+
+# ------------------------------------------------------------------------------------- worker plans
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    """One worker process: its index, device string and CUDA_VISIBLE_DEVICES (None = inherit)."""
+
+    index: int
+    device: str
+    cuda_visible_devices: str | None
+
+
+def parse_gpus(value: str | Sequence[str] | None) -> list[str]:
+    """``"0,1"`` → ``["0", "1"]``; empty or None → ``[]``."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    gpus = [str(g).strip() for g in items if str(g).strip()]
+    for g in gpus:
+        if not g.isdigit():
+            raise ConfigError(f"GPU indices must be comma-separated integers, got {value!r}", key="--gpus")
+    return gpus
+
+
+def plan_workers(workers: int, gpus: Sequence[str] = (), workers_per_gpu: int = 1,
+                 device: str = "auto") -> list[WorkerPlan]:
+    """The worker processes to start.
+
+    Without GPUs: ``workers`` processes on ``device``. With GPUs: ``len(gpus) * workers_per_gpu``
+    processes (or ``workers`` if it is larger than 1), spread round-robin over the GPUs, each seeing
+    only its GPU (``CUDA_VISIBLE_DEVICES``) as ``cuda``.
+    """
+    if workers < 1:
+        raise ConfigError(f"must be at least 1, got {workers}", key="--workers")
+    if workers_per_gpu < 1:
+        raise ConfigError(f"must be at least 1, got {workers_per_gpu}", key="--workers-per-gpu")
+    if not gpus:
+        return [WorkerPlan(i, device, None) for i in range(workers)]
+    if device not in ("auto", "cuda") and not device.startswith("cuda"):
+        raise ConfigError(f"--gpus needs a CUDA device, got --device {device}", key="--device")
+    total = workers if workers > 1 else len(gpus) * workers_per_gpu
+    return [WorkerPlan(i, "cuda", gpus[i % len(gpus)]) for i in range(total)]
+
+
+# ----------------------------------------------------------------------------------------- the lock
+
+
+class _BudgetLock:
+    """An exclusive ``flock`` on a file shared by the workers of one machine (no-op without a path)."""
+
+    def __init__(self, path: str | None):
+        self.path = path
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        if self.path is None or self.fd is not None:
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------ a worker
+
+
+def _counts(study: optuna.Study) -> tuple[int, int]:
+    """``(finished, running)``: complete + pruned trials, and running ones."""
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    return len(trials) - running, running
+
+
+def _fault_sleep() -> tuple[int | None, float]:
+    raw = os.environ.get(FAULT_SLEEP_ENV, "").strip()
+    if not raw:
+        return None, 0.0
+    number, _, seconds = raw.partition(":")
+    return int(number), float(seconds or 60)
+
+
+def _is_db_busy(err: BaseException) -> bool:
+    text = str(err).lower()
+    return "database is locked" in text or "database is busy" in text or "could not serialize" in text
+
+
+def _with_retry(fn: Any, what: str, attempts: int = 8) -> Any:
+    """Call ``fn()``, retrying with backoff while SQLite reports "database is locked"."""
+    import sqlalchemy.exc
+
+    delay = 0.2
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError) as err:
+            if attempt == attempts - 1 or not _is_db_busy(err):
+                raise
+            log.debug("%s: database busy, retrying in %.1f s", what, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    raise AssertionError("unreachable")
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    with contextlib.suppress(Exception):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
+
+
+def run_worker(
+    storage: str,
+    study_name: str,
+    space: Any,
+    recipe: Any,
+    *,
+    trials: int,
+    device: str = "auto",
+    seed: int | None = None,
+    timeout: float | None = None,
+    lock_path: str | None = None,
+    workers: int = 2,
+) -> int:
+    """One worker: run trials of an existing study until ``trials`` have finished. Returns its exit code.
+
+    Exit codes: 0 (budget reached or timeout), 3 (too many failures in a row), 130/143 (interrupted).
+    """
+    import sqlalchemy.exc
+
+    from resattn.search import (
+        MAX_CONSECUTIVE_FAILURES,
+        Objective,
+        _NullReporter,
+        open_storage,
+        open_study,
+        prepare_data,
+    )
+    from resattn.train import OutOfMemory, TrainingDiverged, resolve_device
+
+    torch_device = resolve_device(device)
+    store = open_storage(storage)
+    study, _ = _with_retry(
+        lambda: open_study(store, study_name, space, recipe, seed=seed, workers=workers), "open study"
+    )
+    _, data = prepare_data(recipe, torch_device)
+    objective = Objective(space, recipe, data, torch_device, _NullReporter())
+    lock = _BudgetLock(lock_path)
+    sleep_trial, sleep_seconds = _fault_sleep()
+    host, pid = socket.gethostname(), os.getpid()
+    deadline = time.monotonic() + timeout if timeout else None
+    last_state: list[TrialState] = []
+
+    def wrapped(trial: optuna.Trial) -> Any:
+        lock.release()  # the trial exists in the storage now: others may count it
+        trial.set_user_attr("worker_pid", pid)
+        trial.set_user_attr("hostname", host)
+        if trial.user_attrs.get("fail_reason"):  # inherited by a retry from the failed trial
+            trial.set_user_attr("fail_reason", None)
+        try:
+            if trial.number == sleep_trial:
+                log.warning("fault injection: trial %d sleeps %.0f s", trial.number, sleep_seconds)
+                time.sleep(sleep_seconds)
+            return objective(trial)
+        except Terminated:
+            trial.set_user_attr("fail_reason", "interrupted (SIGTERM)")
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("fail_reason", "interrupted (SIGINT)")
+            raise
+
+    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
+        last_state.append(trial.state)
+
+    failures = 0
+    try:
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                return EXIT_OK
+            lock.acquire()
+            try:
+                finished, running = _with_retry(lambda: _counts(study), "count trials")
+                if finished >= trials:
+                    return EXIT_OK
+                if finished + running >= trials:
+                    # The budget is taken; wait: a running trial may still fail (or be stale).
+                    lock.release()
+                    time.sleep(POLL_SECONDS)
+                    _fail_stale(study)
+                    continue
+                last_state.clear()
+                try:
+                    study.optimize(
+                        wrapped, n_trials=1, callbacks=[after_trial],
+                        catch=(TrainingDiverged, OutOfMemory),
+                        gc_after_trial=torch_device.type == "cuda",
+                    )
+                except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError) as err:
+                    if not _is_db_busy(err):
+                        raise
+                    # SQLite stayed locked past its timeout: back off; the loop re-checks the budget.
+                    log.warning("database busy; retrying")
+                    lock.release()
+                    time.sleep(1.0)
+                    continue
+            finally:
+                lock.release()
+            failures = failures + 1 if last_state and last_state[-1] == TrialState.FAIL else 0
+            if failures >= MAX_CONSECUTIVE_FAILURES:
+                log.error("%d trials in a row failed; this worker stops", failures)
+                return EXIT_FAILURES
+    except KeyboardInterrupt as err:
+        return _exit_code(err)
+
+
+# ------------------------------------------------------------------------------------------ recovery
+
+
+def fail_dead_worker_trials(study: optuna.Study, pids: Sequence[int], reason: str, *, retry: bool) -> list[int]:
+    """Fail the RUNNING trials of the given worker pids on this host; retry each once if ``retry``.
+
+    Returns the numbers of the trials failed here (not those some other process failed first).
+    """
+    host = socket.gethostname()
+    wanted = set(pids)
+    failed: list[int] = []
+    storage = study._storage
+    callback = RetryHeartbeatStaleTrialCallback(max_retry=1)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if t.user_attrs.get("hostname") != host or t.user_attrs.get("worker_pid") not in wanted:
+            continue
+        try:
+            storage.set_trial_user_attr(t._trial_id, "fail_reason", reason)
+            if not storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # the heartbeat (or its own worker) ended it first
+        failed.append(t.number)
+        if retry:
+            callback(study, storage.get_trial(t._trial_id))
+    return failed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_orphaned_journal_trials(study: optuna.Study) -> list[int]:
+    """Journal storages have no heartbeat: fail (and retry) RUNNING trials of dead processes of this host."""
+    if not isinstance(study._storage, JournalStorage):
+        return []
+    host = socket.gethostname()
+    dead = {
+        t.user_attrs["worker_pid"]
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if t.user_attrs.get("hostname") == host and isinstance(t.user_attrs.get("worker_pid"), int)
+        and not _pid_alive(t.user_attrs["worker_pid"])
+    }
+    return fail_dead_worker_trials(study, sorted(dead), "worker process died (found on restart)", retry=True)
+
+
+# ------------------------------------------------------------------------------------------ the parent
+
+
+@dataclass
+class ParallelOutcome:
+    interrupted: bool
+    stopped_reason: str | None
+    exit_codes: dict[int, int | None]
+
+
+def _worker_command(inputs: Path, storage: str, study_name: str, plan: WorkerPlan, *, trials: int,
+                    seed: int | None, timeout: float | None, lock: Path, workers: int, verbose: bool) -> list[str]:
+    cmd = [sys.executable, "-m", "resattn.workers", "--inputs", str(inputs), "--storage", storage,
+           "--study", study_name, "--trials", str(trials), "--device", plan.device, "--lock", str(lock),
+           "--workers", str(workers)]
+    if seed is not None:
+        cmd += ["--seed", str(seed + plan.index)]  # distinct seeds: no two workers sample the same designs
+    if timeout is not None:
+        cmd += ["--timeout", str(timeout)]
+    if verbose:
+        cmd.append("-v")
+    return cmd
+
+
+def run_parallel(
+    study: optuna.Study,
+    space: Any,
+    recipe: Any,
+    *,
+    storage: str,
+    trials: int,
+    plans: Sequence[WorkerPlan],
+    seed: int | None,
+    timeout: float | None,
+    reporter: Any,
+    verbose: bool = False,
+) -> ParallelOutcome:
+    """Start the planned workers on ``study`` (already created), poll progress, wait for them."""
+    fail_orphaned_journal_trials(study)
+    seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    cpu_workers = sum(p.device == "cpu" or (p.device == "auto" and not _has_cuda()) for p in plans)
+    threads = max(1, (os.cpu_count() or 1) // max(1, cpu_workers))
+    procs: dict[int, subprocess.Popen[bytes]] = {}
+    handled: set[int] = set()
+    interrupted = False
+    stopped_reason: str | None = None
+    with tempfile.TemporaryDirectory(prefix="resattn-workers-") as tmp:
+        inputs = Path(tmp) / "inputs.pickle"
+        inputs.write_bytes(pickle.dumps((space, recipe)))
+        lock = Path(tmp) / "budget.lock"
+        try:
+            for plan in plans:
+                env = dict(os.environ)
+                if plan.cuda_visible_devices is not None:
+                    env["CUDA_VISIBLE_DEVICES"] = plan.cuda_visible_devices
+                if plan.device == "cpu" or (plan.device == "auto" and not _has_cuda()):
+                    env.setdefault("OMP_NUM_THREADS", str(threads))
+                cmd = _worker_command(inputs, storage, study.study_name, plan, trials=trials, seed=seed,
+                                      timeout=timeout, lock=lock, workers=len(plans), verbose=verbose)
+                # Own session: a terminal's Ctrl-C reaches only the parent, which forwards it once.
+                proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+                procs[proc.pid] = proc
+            while True:
+                _report_new(study, seen, reporter)
+                for pid, proc in procs.items():
+                    code = proc.poll()
+                    if code is not None and pid not in handled:
+                        handled.add(pid)
+                        if code not in (EXIT_OK, EXIT_USAGE, EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_TERMINATED):
+                            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                            numbers = _with_retry(
+                                lambda pid=pid, how=how: fail_dead_worker_trials(
+                                    study, [pid], f"worker process {pid} died ({how})", retry=True),
+                                "recover trials",
+                            )
+                            log.warning("worker %d died (%s); failed and retried its trials %s", pid, how, numbers)
+                if all(p.poll() is not None for p in procs.values()):
+                    break
+                time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt as err:
+            interrupted = True
+            _stop_workers(procs, err)
+            fail_dead_worker_trials(study, list(procs), "interrupted", retry=False)
+        _report_new(study, seen, reporter)
+    codes = {pid: p.returncode for pid, p in procs.items()}
+    if not interrupted:
+        if any(c == EXIT_FAILURES for c in codes.values()):
+            from resattn.search import MAX_CONSECUTIVE_FAILURES
+
+            stopped_reason = f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed; see their fail_reason"
+        elif any(c == EXIT_USAGE for c in codes.values()):
+            stopped_reason = "a worker could not start (see its error above)"
+        elif any(c in (EXIT_INTERRUPTED, EXIT_TERMINATED) for c in codes.values()):
+            stopped_reason = "a worker was interrupted"
+    return ParallelOutcome(interrupted, stopped_reason, codes)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _stop_workers(procs: dict[int, subprocess.Popen[bytes]], err: BaseException) -> None:
+    """Forward the signal; a second Ctrl-C (or 60 s) kills the workers."""
+    sig = signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT
+    for proc in procs.values():
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+    deadline = time.monotonic() + 60
+    try:
+        while any(p.poll() is None for p in procs.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pass
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _report_new(study: optuna.Study, seen: set[int], reporter: Any) -> None:
+    trials = study.get_trials(deepcopy=False)
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.state.is_finished() and t.number not in seen:
+            seen.add(t.number)
+            reporter.trial_finished(study, t, finished)
+
+
+# ------------------------------------------------------------------------------------------- bench
+
+
+@dataclass(frozen=True)
+class ScalingRow:
+    workers: int
+    trials: int
+    seconds: float
+
+    @property
+    def trials_per_hour(self) -> float:
+        return self.trials / self.seconds * 3600 if self.seconds > 0 else 0.0
+
+
+def run_scaling_bench(space: Any, recipe: Any, worker_counts: Sequence[int], *, trials: int = 8,
+                      device: str = "cpu", storage_kind: str = "journal") -> list[ScalingRow]:
+    """Run a fresh ``trials``-trial study per worker count into a temporary storage; time each run
+    end to end (process start, data loading, every trial)."""
+    from resattn.search import run_search
+
+    rows = []
+    for n in worker_counts:
+        with tempfile.TemporaryDirectory(prefix="resattn-bench-") as tmp:
+            url = f"{tmp}/bench.journal" if storage_kind == "journal" else f"sqlite:///{tmp}/bench.db"
+            started = time.perf_counter()
+            result = run_search(space, recipe, trials=trials, storage=url, study_name=f"bench-{n}",
+                                device=device, workers=n)
+            rows.append(ScalingRow(n, result.finished, time.perf_counter() - started))
+    return rows
+
+
+def format_scaling(rows: Sequence[ScalingRow]) -> str:
+    base = rows[0].trials_per_hour if rows else 0.0
+    lines = [f"{'workers':>7}  {'trials':>6}  {'seconds':>8}  {'trials/hour':>11}  {'speedup':>7}"]
+    for r in rows:
+        speed = r.trials_per_hour / base if base else 0.0
+        lines.append(f"{r.workers:>7}  {r.trials:>6}  {r.seconds:>8.1f}  {r.trials_per_hour:>11.0f}  {speed:>6.2f}×")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m resattn.workers", description="One resattn search worker.")
+    parser.add_argument("--inputs", required=True, help="pickle of (space, recipe) written by the parent")
+    parser.add_argument("--storage", required=True)
+    parser.add_argument("--study", required=True)
+    parser.add_argument("--trials", type=int, required=True)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--timeout", type=float, default=None)
+    parser.add_argument("--lock", default=None)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    install_signal_handlers()
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format=f"worker {os.getpid()}: %(levelname)s %(name)s: %(message)s")
+    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
+    import warnings
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    try:
+        space, recipe = pickle.loads(Path(args.inputs).read_bytes())
+        return run_worker(args.storage, args.study, space, recipe, trials=args.trials, device=args.device,
+                          seed=args.seed, timeout=args.timeout, lock_path=args.lock, workers=args.workers)
+    except ResattnError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt as err:
+        return _exit_code(err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
