@@ -243,3 +243,14 @@ def test_bench_workers_cli(cifar_npz: Path, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert exc.value.code in (0, None), out
     assert "trials/hour" in out
+
+
+def test_tpe_lies_about_running_trials_for_workers_on_other_machines() -> None:
+    from resattn.cli import _load_inputs
+    from resattn.search import make_sampler
+
+    _, recipe = _load_inputs(None, "quick", [])
+    # Workers on other machines are invisible to this process: TPE must treat RUNNING trials as bad
+    # even when this process runs a single worker.
+    for workers in (1, 3):
+        assert make_sampler(recipe, seed=0, workers=workers)._constant_liar is True

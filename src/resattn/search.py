@@ -170,13 +170,19 @@ def make_sampler(recipe: Recipe, *, seed: int | None, workers: int = 1) -> optun
     constraints with ``Trial.set_constraint`` (Optuna 5's replacement of the deprecated
     ``constraints_func``); TPE (c-TPE) and NSGA-II read them from the trials and steer away from
     over-budget regions. No sampler argument is needed.
+
+    TPE always runs with ``constant_liar``: a trial RUNNING elsewhere (another local worker, or
+    another machine on the same PostgreSQL study, which this process cannot count) is treated as a
+    poor result, so parallel workers do not all propose the same placement. In a single process
+    it changes nothing: the only RUNNING trial is the one being sampled, which TPE leaves out.
+    ``workers`` is kept for callers; it no longer changes the sampler.
     """
     name = recipe.search.sampler
     if name == "tpe":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.TPESampler(
-                multivariate=True, group=True, seed=seed, constant_liar=workers > 1
+                multivariate=True, group=True, seed=seed, constant_liar=True
             )
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
