@@ -169,6 +169,15 @@ def test_spec_inputs_and_errors(tmp_path: Path, cifar_npz: Path) -> None:
     not_export.write_text("x = 1\n")
     with pytest.raises(ConfigError, match="no SPEC"):
         spec_from_model_file(not_export)
+    # The file is parsed, never run: code in it does not execute, a computed SPEC is refused.
+    marker = tmp_path / "ran"
+    hostile = tmp_path / "hostile.py"
+    hostile.write_text(f"open({str(marker)!r}, 'w').close()\nSPEC = {tiny_spec().to_dict()!r}\n")
+    assert spec_from_model_file(hostile) == tiny_spec() and not marker.exists()
+    computed = tmp_path / "computed.py"
+    computed.write_text("SPEC = dict(layers=__import__('os').listdir('.'))\n")
+    with pytest.raises(ConfigError, match="not a plain literal"):
+        spec_from_model_file(computed)
     hundred = NetSpec(layers=tiny_spec().layers, stem_channels=8, num_classes=100)
     with pytest.raises(ConfigError, match="100 outputs"):
         run_training(hundred, tiny_recipe(cifar_npz), out=tmp_path / "x", source="t", device="cpu")

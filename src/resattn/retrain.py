@@ -23,11 +23,11 @@ Public API::
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
 import os
 import re
-import runpy
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,17 +81,26 @@ def spec_from_file(path: str | os.PathLike[str]) -> NetSpec:
 
 
 def spec_from_model_file(path: str | os.PathLike[str]) -> NetSpec:
-    """The ``SPEC`` literal of a file written by ``resattn export`` (the file is run with
-    :func:`runpy.run_path`: only give files you trust, such as your own exports)."""
+    """The ``SPEC`` literal of a file written by ``resattn export``.
+
+    The file is parsed, never run: only a top-level ``SPEC = {...}`` made of literals is read
+    (:func:`ast.literal_eval`), so a file of unknown origin cannot execute code here.
+    """
     target = Path(path).expanduser()
     if not target.is_file():
         raise ConfigError(f"no such file: {str(target)!r}", key="--model")
     try:
-        namespace = runpy.run_path(str(target), run_name="resattn_exported_model")
-    except Exception as err:  # whatever the file raises: one line
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"cannot run {str(target)!r}: {type(err).__name__}: {first}", key="--model") from None
-    raw = namespace.get("SPEC")
+        tree = ast.parse(target.read_bytes(), filename=str(target))
+    except (SyntaxError, ValueError, OSError) as err:
+        raise ConfigError(f"cannot read {str(target)!r} as Python: {err}", key="--model") from None
+    raw: Any = None
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "SPEC"):
+            try:
+                raw = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, RecursionError):
+                raise ConfigError(f"{str(target)!r}: SPEC is not a plain literal", key="--model") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{str(target)!r} has no SPEC literal; give a file written by resattn export",
                           key="--model")
