@@ -136,5 +136,5 @@ def test_duplicates_are_not_trained_again(tmp_path, cifar_npz, monkeypatch) -> N
     assert summary["duplicates"] == len(dups)
     assert all(t.duplicate_of is None for t in summary["top"])
     saved = sum(d.user_attrs["saved_seconds"] for d in dups)
-    assert f"{len(dups)} duplicates skipped, saving ~{saved:.0f} s of training" in out
+    assert f"{len(dups)} duplicates skipped (architecture already trained), saving ~{saved:.0f} s of training" in out
     assert f"{len(originals)} distinct architectures completed" in out

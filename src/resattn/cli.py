@@ -191,7 +191,8 @@ def _print_summary(result: Any, console: Console) -> None:
         console.print(f"{result.architectures} distinct architectures completed")
     if getattr(result, "duplicates", 0):
         console.print(
-            f"{result.duplicates} duplicates skipped, saving ~{result.saved_seconds:.0f} s of training"
+            f"{result.duplicates} duplicate{'s' if result.duplicates != 1 else ''} skipped "
+            f"(architecture already trained), saving ~{result.saved_seconds:.0f} s of training"
         )
     if getattr(result, "over_budget", 0):
         console.print(f"{result.over_budget} trials over the params/FLOPs budget (pruned, not trained)")

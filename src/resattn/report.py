@@ -389,12 +389,17 @@ def _pareto_figures(study: optuna.Study) -> tuple[str, Any, Any]:
 # ---------------------------------------------------------------------------------------- figure (e)
 
 
+def _n(count: int, noun: str) -> str:
+    """``1 trial``, ``3 trials``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _pruning_figures(study: optuna.Study) -> tuple[str, Any, Any]:
     s = pruning_savings(study)
     caption = (
         f"{s.run} epochs trained in total, against {s.trials} trials × {s.epochs_per_trial} epochs = {s.budget} "
-        f"without pruning: {s.saved} epochs ({100 * s.saved_fraction:.0f} %) saved. {s.pruned_early} trials "
-        f"pruned early, {s.over_budget} over the size budget (not trained), {s.duplicates} duplicates (not "
+        f"without pruning: {s.saved} epochs ({100 * s.saved_fraction:.0f} %) saved. {_n(s.pruned_early, 'trial')} "
+        f"pruned early, {s.over_budget} over the size budget (not trained), {_n(s.duplicates, 'duplicate')} (not "
         "trained again)."
     )
     states = [k for k in ("COMPLETE", "PRUNED", "FAIL") if k in s.by_state]
