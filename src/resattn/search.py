@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import socket
 import time
 import warnings
 from collections.abc import Sequence
@@ -63,6 +64,7 @@ OBJECTIVES: dict[str, str] = {"val_accuracy": "maximize", "params": "minimize", 
 #: Heartbeat: a worker that stops beating for GRACE_PERIOD seconds has its trial failed (and retried once).
 HEARTBEAT_INTERVAL = 10
 GRACE_PERIOD = 30
+_HOSTNAME = socket.gethostname()
 #: Environment overrides of the two (seconds; tests use 1 and 3).
 HEARTBEAT_INTERVAL_ENV = "RESATTN_HEARTBEAT_INTERVAL"
 GRACE_PERIOD_ENV = "RESATTN_GRACE_PERIOD"
@@ -374,6 +376,9 @@ class Objective:
         self.slot_names = tuple(slot.name for slot in space.slots)
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
+        # Who runs it: a restart on this host fails the RUNNING trials of dead processes (journal files).
+        trial.set_user_attr("hostname", _HOSTNAME)
+        trial.set_user_attr("worker_pid", os.getpid())
         try:
             return self._run(trial)
         except KeyboardInterrupt as err:
@@ -682,9 +687,13 @@ def run_search(
         if timeout is not None and finished_count(study) < trials and not interrupted and not stopped_reason:
             stopped_reason = f"timeout of {timeout:g} s reached"
     elif done < trials:
+        from resattn.workers import POLL_SECONDS, budget_counts, fail_orphaned_journal_trials, fail_stale
+
+        fail_orphaned_journal_trials(study)  # a journal file has no heartbeat: our own dead runs
         _, data = prepare_data(recipe, torch_device)
         objective = Objective(space, recipe, data, torch_device, reporter)
         state = {"consecutive_failures": 0}
+        stop = {"requested": False}
 
         def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
             nonlocal stopped_reason
@@ -692,10 +701,10 @@ def run_search(
             reporter.trial_finished(study, trial, finished)
             state["consecutive_failures"] = state["consecutive_failures"] + 1 if trial.state == TrialState.FAIL else 0
             if finished >= trials:
-                study.stop()
+                stop["requested"] = True
             elif state["consecutive_failures"] >= MAX_CONSECUTIVE_FAILURES:
                 stopped_reason = f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed; see their fail_reason"
-                study.stop()
+                stop["requested"] = True
 
         callbacks: list[Any] = [after_trial]
         if stop_when_converged and len(recipe.search.objectives) == 1:
@@ -703,16 +712,36 @@ def run_search(
             def converged() -> None:
                 nonlocal stopped_reason
                 stopped_reason = stopped_reason or "converged (terminator)"
+                stop["requested"] = True
 
             callbacks.append(convergence_callback(converged))
+        deadline = None if timeout is None else started + timeout
+        waiting_logged = False
         try:
-            study.optimize(
-                objective,
-                timeout=timeout,
-                callbacks=callbacks,
-                catch=(TrainingDiverged, OutOfMemory),
-                gc_after_trial=torch_device.type == "cuda",
-            )
+            # One trial at a time, each started only while finished + running < trials: processes on
+            # other machines share the budget through the storage, so the study does not overshoot
+            # by the trials they are running when it is reached.
+            while not stop["requested"]:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
+                finished, running = budget_counts(study)
+                if finished >= trials:
+                    break
+                if finished + running >= trials:
+                    if not waiting_logged:
+                        log.info("the rest of the budget is running elsewhere (%d trials); waiting", running)
+                        waiting_logged = True
+                    time.sleep(POLL_SECONDS)
+                    fail_stale(study)  # a running trial may have died: then its budget is free again
+                    continue
+                waiting_logged = False
+                study.optimize(
+                    objective,
+                    n_trials=1,
+                    callbacks=callbacks,
+                    catch=(TrainingDiverged, OutOfMemory),
+                    gc_after_trial=torch_device.type == "cuda",
+                )
         except KeyboardInterrupt:
             interrupted = True
         if timeout is not None and finished_count(study) < trials and not interrupted and not stopped_reason:

@@ -8,9 +8,10 @@ storage, and returns when every worker has ended.
 The budget is shared: a worker starts a trial only while *finished + running < target*. The check
 and Optuna's ``ask`` run under one file lock shared by the workers of this machine, so two local
 workers never start the last trial twice; the lock is released as soon as the trial exists in the
-storage (first thing in the objective). Workers of *different* machines only see each other through
-the storage: each stops once the target is reached, so the study can overshoot by at most one
-trial per extra machine.
+storage (first thing in the objective). Processes of *different* machines (and the single-process search,
+:func:`resattn.search.run_search`) make the same count without the lock: two machines that count
+in the same instant can each start the last trial, so the study can overshoot by one trial per
+extra machine, rarely.
 
 Crash recovery:
 
@@ -40,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +56,11 @@ from resattn.errors import ConfigError, ResattnError
 
 __all__ = [
     "FAULT_SLEEP_ENV",
+    "POLL_SECONDS",
     "Terminated",
+    "budget_counts",
+    "fail_orphaned_journal_trials",
+    "fail_stale",
     "install_signal_handlers",
     "parse_gpus",
     "plan_workers",
@@ -169,7 +175,7 @@ class _BudgetLock:
 # ------------------------------------------------------------------------------------------ a worker
 
 
-def _counts(study: optuna.Study) -> tuple[int, int]:
+def budget_counts(study: optuna.Study) -> tuple[int, int]:
     """``(finished, running)``: complete + pruned trials, and running ones."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING))
     running = sum(t.state == TrialState.RUNNING for t in trials)
@@ -206,13 +212,10 @@ def _with_retry(fn: Any, what: str, attempts: int = 8) -> Any:
     raise AssertionError("unreachable")
 
 
-def _fail_stale(study: optuna.Study) -> None:
-    with contextlib.suppress(Exception):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)
+def fail_stale(study: optuna.Study) -> None:
+    with contextlib.suppress(Exception), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def run_worker(
@@ -285,14 +288,14 @@ def run_worker(
                 return EXIT_OK
             lock.acquire()
             try:
-                finished, running = _with_retry(lambda: _counts(study), "count trials")
+                finished, running = _with_retry(lambda: budget_counts(study), "count trials")
                 if finished >= trials:
                     return EXIT_OK
                 if finished + running >= trials:
                     # The budget is taken; wait: a running trial may still fail (or be stale).
                     lock.release()
                     time.sleep(POLL_SECONDS)
-                    _fail_stale(study)
+                    fail_stale(study)
                     continue
                 last_state.clear()
                 try:
@@ -331,7 +334,9 @@ def fail_dead_worker_trials(study: optuna.Study, pids: Sequence[int], reason: st
     wanted = set(pids)
     failed: list[int] = []
     storage = study._storage
-    callback = RetryHeartbeatStaleTrialCallback(max_retry=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        callback = RetryHeartbeatStaleTrialCallback(max_retry=1)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if t.user_attrs.get("hostname") != host or t.user_attrs.get("worker_pid") not in wanted:
             continue
