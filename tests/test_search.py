@@ -90,3 +90,54 @@ def test_single_process_trials_record_host_and_pid(setup) -> None:
     trial = optuna.load_study(study_name=name, storage=open_storage(url)).trials[0]
     assert trial.user_attrs["hostname"] == socket.gethostname()
     assert trial.user_attrs["worker_pid"] == os.getpid()
+
+
+def test_a_study_being_created_elsewhere_is_waited_for(setup) -> None:
+    from resattn.search import _record_setup
+
+    space, recipe, url, name = setup
+    bare = optuna.create_study(study_name=name, storage=open_storage(url, heartbeat=False), direction="maximize")
+
+    def creator_finishes() -> None:  # the other machine records space, recipe and baselines a bit later
+        time.sleep(1.0)
+        _record_setup(bare, space, recipe)
+
+    thread = threading.Thread(target=creator_finishes)
+    thread.start()
+    study, created = open_study(open_storage(url, heartbeat=False), name, space, recipe, seed=0)
+    thread.join()
+    assert not created and study.user_attrs["resattn.ready"] is True
+
+
+def test_a_study_not_made_by_resattn_is_refused(setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    import resattn.search as search
+    from resattn.errors import StorageError
+
+    space, recipe, url, name = setup
+    monkeypatch.setattr(search, "SETUP_WAIT_SECONDS", 0.5)
+    optuna.create_study(study_name=name, storage=open_storage(url, heartbeat=False))
+    with pytest.raises(StorageError, match="not created by resattn"):
+        open_study(open_storage(url, heartbeat=False), name, space, recipe, seed=0)
+
+
+def test_two_processes_started_together_share_one_new_study(setup, cifar_npz: Path) -> None:
+    """Two 'machines' run the same command at the same moment on a study that does not exist yet."""
+    import os
+    import subprocess
+    import sys
+
+    _, _, url, name = setup
+    cmd = [sys.executable, "-c", "from resattn.cli import search_main; search_main()", "--recipe", "quick",
+           "--dataset", f"npz:{cifar_npz}", "--trials", "6", "--storage", url, "--study", name,
+           "--set", "train.epochs=1", "--set", "data.train_images=128", "--set", "train.batch_size=64",
+           "--device", "cpu"]
+    env = dict(os.environ, CI="1")
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
+    states = _states(optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False)))
+    finished = states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED)
+    assert states.count(TrialState.RUNNING) == 0
+    # No common lock between machines: both may start the last trial in the same instant (documented).
+    assert 6 <= finished <= 7

@@ -363,7 +363,11 @@ def bench_cmd(
     ] = None,
     search_trials: Annotated[int, typer.Option(min=1, help="Trials per worker count with --workers.")] = 8,
 ) -> None:
-    """Images/s of the fast proxy loop against a plain DataLoader loop, same model and data."""
+    """Images/s of the fast proxy loop vs a plain DataLoader loop; with --workers, search trials/hour.
+
+    Same model and data for both loops. --workers 1,2,4 instead runs a fresh quick-recipe study per
+    worker count and prints trials/hour and the speed-up.
+    """
     from resattn.bench import format_bench, run_bench
 
     _setup_logging(False)

@@ -79,6 +79,10 @@ _ATTR_SPACE_FP = "resattn.space_fingerprint"
 _ATTR_RECIPE = "resattn.recipe"
 _ATTR_RECIPE_FP = "resattn.recipe_fingerprint"
 _ATTR_VERSION = "resattn.version"
+#: Written last by the process that creates a study: its space, recipe and baselines are all stored.
+_ATTR_READY = "resattn.ready"
+#: How long a process that finds a study being created waits for :data:`_ATTR_READY`.
+SETUP_WAIT_SECONDS = 30.0
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -126,9 +130,7 @@ def open_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
             "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=1),
         }
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        rdb = _rdb_storage(url, engine_kwargs, kwargs)
         if url.startswith("sqlite"):
             _sqlite_wal(rdb)
         return rdb
@@ -137,6 +139,32 @@ def open_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
     except Exception as err:  # SQLAlchemy raises many kinds; all mean "cannot open"
         reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
         raise StorageError(f"cannot open storage {_redact(url)}: {reason}") from None
+
+
+#: Error texts of two processes creating the same new database's schema at once (SQLite, PostgreSQL).
+_SCHEMA_RACE = ("unique constraint failed", "already exists", "duplicate key value")
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> RDBStorage:
+    """``RDBStorage(url)``, retried while another process is creating the same new schema.
+
+    Several machines started together on an empty database all try to create Optuna's tables and
+    its ``alembic_version`` row; the losers fail with a unique-constraint or "already exists"
+    error. The schema is complete a moment later, so the open is retried a few times.
+    """
+    attempts = 5
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except Exception as err:
+            text = str(err).lower()
+            if attempt == attempts - 1 or not any(marker in text for marker in _SCHEMA_RACE):
+                raise
+            log.debug("storage schema being created by another process; retrying (%s)", text.splitlines()[0])
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _sqlite_wal(storage: RDBStorage) -> None:
@@ -241,6 +269,12 @@ def open_study(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(objectives)
+    _record_setup(study, space, recipe)
+    return study, True
+
+
+def _record_setup(study: optuna.Study, space: SearchSpace, recipe: Recipe) -> None:
+    """Store the study's space and recipe, enqueue the baselines, then mark the study ready."""
     from resattn import __version__
 
     study.set_user_attr(_ATTR_VERSION, __version__)
@@ -250,11 +284,31 @@ def open_study(
     study.set_user_attr(_ATTR_RECIPE_FP, recipe.fingerprint())
     for design, params in baseline_designs(space):
         study.enqueue_trial(params, user_attrs={"design": design}, skip_if_exists=True)
-    return study, True
+    study.set_user_attr(_ATTR_READY, True)
+
+
+def _setup_attrs(study: optuna.Study) -> dict[str, Any]:
+    """The study's user attributes once its creator has finished recording them.
+
+    Several machines started together on a new study: one creates it and the others find it
+    before its space and recipe are stored. They wait (up to :data:`SETUP_WAIT_SECONDS`) rather
+    than refuse it as "created with another recipe".
+    """
+    deadline = time.monotonic() + SETUP_WAIT_SECONDS
+    while True:
+        attrs = study.user_attrs
+        if attrs.get(_ATTR_READY):
+            return attrs
+        if study.get_trials(deepcopy=False) and (_ATTR_RECIPE_FP in attrs or _ATTR_VERSION not in attrs):
+            # Trials exist: either a study made before the ready marker existed, or no resattn study.
+            return attrs
+        if time.monotonic() >= deadline:
+            return attrs
+        time.sleep(0.2)
 
 
 def _check_same_setup(study: optuna.Study, space: SearchSpace, recipe: Recipe) -> None:
-    attrs = study.user_attrs
+    attrs = _setup_attrs(study)
     if _ATTR_SPACE_FP not in attrs:
         raise StorageError(
             f"study {study.study_name!r} exists but was not created by resattn; name a new study with --study"
