@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from resattn.search import convergence_callback, summarize
@@ -56,10 +57,27 @@ def test_convergence_callback_stops_a_converged_study() -> None:
     assert 20 <= len(study.trials) < 60
 
 
+@pytest.mark.parametrize(("noise", "stops"), [(0.5, True), (1e-6, False)])
+def test_convergence_noise_decides_when_the_improvement_is_negligible(noise: float, stops: bool) -> None:
+    # Accuracies spread over 0.05: against a noise of 0.5 nothing is worth searching for; against
+    # 1e-6 the possible improvement always exceeds the noise.
+    stopped: list[bool] = []
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(lambda t: 0.4 + 0.05 * t.suggest_float("x", 0, 1), n_trials=30,
+                   callbacks=[convergence_callback(lambda: stopped.append(True), noise)])
+    assert stopped == ([True] if stops else [])
+    assert len(study.trials) == (20 if stops else 30)
+
+
 def test_converged_search_says_so(tmp_path, cifar_npz, monkeypatch) -> None:
     import resattn.search
 
-    def stop_at_once(on_stop):
+    noises: list[float] = []
+
+    def stop_at_once(on_stop, noise):
+        noises.append(noise)
+
         def callback(study, trial):
             on_stop()
             study.stop()
@@ -67,8 +85,10 @@ def test_converged_search_says_so(tmp_path, cifar_npz, monkeypatch) -> None:
         return callback
 
     monkeypatch.setattr(resattn.search, "convergence_callback", stop_at_once)
-    db, code, out = tiny_search(tmp_path, cifar_npz, 4, "--stop-when-converged")
+    db, code, out = tiny_search(tmp_path, cifar_npz, 4, "--stop-when-converged",
+                                "--set", "search.convergence_noise=0.03")
     assert code == 0, out
+    assert noises == [0.03]  # the recipe's noise reaches the terminator
     assert "stopped early: converged (terminator)" in out
     study = optuna.load_study(study_name="tiny-quick", storage=f"sqlite:///{db}")
     assert len(study.trials) == 1

@@ -136,6 +136,14 @@ def test_fingerprint_changes_with_content(tmp_path: Path, old: str, new: str) ->
     assert load_recipe(_write(tmp_path, FP_A.replace(old, new), "a2.toml")).fingerprint() != a.fingerprint()
 
 
+def test_convergence_noise_does_not_change_the_fingerprint() -> None:
+    # It only decides when --stop-when-converged stops: a study may be continued with another one.
+    r = shipped("quick")
+    other = r.with_overrides(["search.convergence_noise=0.03"])
+    assert other.search.convergence_noise == 0.03 and r.search.convergence_noise == 0.005
+    assert other.fingerprint() == r.fingerprint()
+
+
 # ------------------------------------------------------------------------------------------ overrides
 
 
@@ -259,6 +267,10 @@ BAD_RECIPES: list[tuple[str, str | None, str]] = [
     ("[search]\nmax_params = -5\n", "search.max_params", "≥ 0"),
     ("[search]\nmax_flops = 1.5e9\n", "search.max_flops", "integer"),
     ("[search]\nworkers = 4\n", "search.workers", "sampler, pruner, objectives"),
+    ("[search]\nconvergence_noise = 0\n", "search.convergence_noise", "between 0 and 1"),
+    ("[search]\nconvergence_noise = 2.0\n", "search.convergence_noise", "between 0 and 1"),
+    ("[search]\nconvergence_noise = nan\n", "search.convergence_noise", "between 0 and 1"),
+    ("[search]\nconvergence_noise = 'a lot'\n", "search.convergence_noise", "between 0 and 1"),
 ]
 
 

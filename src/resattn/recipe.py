@@ -23,6 +23,7 @@ A recipe is a TOML file (``search/*.toml``)::
     max_params = 0             # 0 = no limit
     max_flops = 0              # 0 = no limit
     space = "seed"             # the space used when --space is not given (name or path)
+    convergence_noise = 0.005  # --stop-when-converged: stop when the best can improve by less
 
 Every table and key is optional (defaults as above, and :class:`~resattn.train.TrainConfig`'s).
 ``npz:PATH`` and ``folder:PATH`` are relative to the current working directory (where the
@@ -158,12 +159,15 @@ class SearchConfig:
     """The ``[search]`` table: sampler, pruner, objectives, seed and limits."""
 
     sampler: str = "tpe"  # tpe (multivariate, group) | random | nsga2
-    pruner: str = "hyperband"  # hyperband | median | none; none is required with several objectives
+    pruner: str = "hyperband"  # hyperband | median | none; ignored (with a notice) with several objectives
     objectives: tuple[str, ...] = ("val_accuracy",)  # val_accuracy first; then params and/or flops
     seed: int = 0  # sampler seed, and the seed of the validation split and proxy subset
     max_params: int = 0  # 0 = no limit
     max_flops: int = 0  # 0 = no limit
     space: str = "seed"  # the search space used when --space is not given (a shipped name or a path)
+    #: --stop-when-converged stops once the best accuracy can improve by less than this: the proxy's
+    #: seed-to-seed noise (measure it with `resattn validate --seeds 2`).
+    convergence_noise: float = 0.005
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, str) or not self.space.strip():
@@ -212,6 +216,14 @@ class SearchConfig:
             value = getattr(self, name)
             if not _is_int(value) or value < 0:
                 raise ConfigError(f"must be an integer ≥ 0 (0 = no limit), got {_lit(value)}", key=name)
+        noise = self.convergence_noise
+        number = isinstance(noise, int | float) and not isinstance(noise, bool)
+        if not (number and math.isfinite(noise) and 0 < noise < 1):
+            raise ConfigError(
+                f"must be an accuracy difference between 0 and 1 (e.g. 0.005), got {_lit(noise)}",
+                key="convergence_noise",
+            )
+        object.__setattr__(self, "convergence_noise", float(noise))
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "objectives": list(self.objectives)}
@@ -220,7 +232,7 @@ class SearchConfig:
 _TABLES: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "search": SearchConfig}
 #: Keys of ``data`` that do not change results (excluded from the fingerprint).
 #: ``search.space`` only picks the default space; the space itself is fingerprinted on its own.
-_NOT_FINGERPRINTED = {"data": ("data_dir",), "search": ("space",)}
+_NOT_FINGERPRINTED = {"data": ("data_dir",), "search": ("space", "convergence_noise")}
 
 
 def _fields(cls: type) -> tuple[str, ...]:

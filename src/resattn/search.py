@@ -768,7 +768,7 @@ def run_search(
                 stopped_reason = stopped_reason or "converged (terminator)"
                 stop["requested"] = True
 
-            callbacks.append(convergence_callback(converged))
+            callbacks.append(convergence_callback(converged, recipe.search.convergence_noise))
         deadline = None if timeout is None else started + timeout
         waiting_logged = False
         try:
@@ -850,12 +850,13 @@ TERMINATOR_MIN_TRIALS = 20
 TERMINATOR_NOISE = 0.005
 
 
-def convergence_callback(on_stop: Any) -> Any:
+def convergence_callback(on_stop: Any, noise: float = TERMINATOR_NOISE) -> Any:
     """A study callback that stops the study when Optuna's terminator says it has converged.
 
     Improvement: :class:`~optuna.terminator.RegretBoundEvaluator` (a GP upper bound of how much
     the best accuracy can still improve). Error: :class:`~optuna.terminator.StaticErrorEvaluator`
-    with :data:`TERMINATOR_NOISE`, the seed-to-seed noise of a proxy accuracy: an improvement
+    with ``noise`` (the recipe's ``search.convergence_noise``, default :data:`TERMINATOR_NOISE`),
+    the seed-to-seed noise of a proxy accuracy: an improvement
     smaller than that could not be told from luck. (Optuna's default, cross-validation error,
     needs CV folds that resattn does not have; its MedianErrorEvaluator is scale-free and hardly
     ever fires on proxy accuracies.) Evaluated after COMPLETE trials only; any terminator error is
@@ -869,7 +870,7 @@ def convergence_callback(on_stop: Any) -> Any:
 
         terminator = Terminator(
             improvement_evaluator=RegretBoundEvaluator(),
-            error_evaluator=StaticErrorEvaluator(constant=TERMINATOR_NOISE),
+            error_evaluator=StaticErrorEvaluator(constant=noise),
             min_n_trials=TERMINATOR_MIN_TRIALS,
         )
 
