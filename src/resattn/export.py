@@ -1072,35 +1072,9 @@ def export_trial(
     objective values, params, FLOPs, placement, resattn version and date. Every failure is an
     :class:`ExportError` with one readable line; nothing is written then.
     """
-    import optuna
 
     _check_class_name(class_name)  # fail fast, before touching the storage
-    store = _open_storage(storage)
-    try:
-        names = sorted(optuna.study.get_all_study_names(storage=store))
-    except Exception as err:  # SQLAlchemy/journal errors
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ExportError(f"cannot read the studies in the storage: {reason}") from None
-    listed = ", ".join(repr(n) for n in names) or "none"
-    if study_name is None:
-        if len(names) != 1:
-            raise ExportError(f"the storage holds {len(names)} studies; name one with --study: {listed}")
-        study_name = names[0]
-    elif study_name not in names:
-        raise ExportError(f"no study {_short(study_name)} in the storage; studies: {listed}")
-    study = optuna.load_study(study_name=study_name, storage=store)
-    chosen = _pick_trial(study, trial, best)
-    raw = chosen.user_attrs.get("spec")
-    if not isinstance(raw, str):
-        raise ExportError(f"trial {chosen.number} of study {study_name!r} has no recorded spec")
-    try:
-        spec = NetSpec.from_json(raw)
-    except SpecError as err:
-        where = f"trial {chosen.number} of study {study_name!r}"
-        raise ExportError(f"{where} has an invalid spec: {err}") from None
-    except (TypeError, ValueError) as err:
-        where = f"trial {chosen.number} of study {study_name!r}"
-        raise ExportError(f"{where} has an unreadable spec: {err}") from None
+    study, chosen, spec = _load_trial(storage, study_name, trial, best)
     return write_export(out, spec, class_name=class_name, header=_trial_header(study, chosen))
 
 
@@ -1255,6 +1229,13 @@ def trial_spec(storage: str, study_name: str | None, *, trial: int | None = None
                best: bool = False) -> tuple[NetSpec, str, int]:
     """The spec of a complete trial, chosen as :func:`export_trial` chooses it (same errors);
     returns ``(spec, study_name, trial_number)``. Used by ``resattn train --study``."""
+    study, chosen, spec = _load_trial(storage, study_name, trial, best)
+    return spec, study.study_name, chosen.number
+
+
+def _load_trial(storage: str, study_name: str | None, trial: int | None, best: bool) -> tuple[Any, Any, NetSpec]:
+    """``(study, trial, spec)``: the study (the storage's only one when ``study_name`` is None),
+    the trial picked by number or ``best``, and its recorded spec; :class:`ExportError` otherwise."""
     import optuna
 
     store = _open_storage(storage)
@@ -1277,7 +1258,7 @@ def trial_spec(storage: str, study_name: str | None, *, trial: int | None = None
     if not isinstance(raw, str):
         raise ExportError(f"{where} has no recorded spec")
     try:
-        return NetSpec.from_json(raw), study_name, chosen.number
+        return study, chosen, NetSpec.from_json(raw)
     except SpecError as err:
         raise ExportError(f"{where} has an invalid spec: {err}") from None
     except (TypeError, ValueError) as err:
