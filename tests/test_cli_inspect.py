@@ -125,7 +125,7 @@ def test_show_and_report_need_a_study_name_when_there_are_several(tmp_path, caps
         optuna.create_study(study_name=name, storage=url(db))
     for cmd in ("show", "report"):
         code, _, err = run_cli([cmd, "--storage", url(db)], capsys)
-        assert code == 2 and "alpha, beta" in err
+        assert code == 2 and "'alpha', 'beta'" in err
     code, _, err = run_cli(["show", "--storage", url(db), "--study", "gamma"], capsys)
     assert code == 2 and "no study 'gamma'" in err
 

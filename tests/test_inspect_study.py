@@ -15,7 +15,6 @@ from optuna.trial import TrialState
 
 from resattn import inspect_study as I
 from resattn.cli import main
-from resattn.errors import StorageError
 
 pytestmark = pytest.mark.slow  # a real (tiny) search trains models
 
@@ -83,21 +82,6 @@ def test_list_studies_counts(inspect_db):
     assert info.best == pytest.approx(study.best_value)
     assert (info.space, info.recipe) == ("quick", "quick")
     assert info.metric_names == ("val_accuracy",)
-
-
-def test_load_study_default_and_errors(inspect_db, tmp_path):
-    assert I.load_study(url(inspect_db)).study_name == STUDY
-    with pytest.raises(StorageError, match="no study 'nope'"):
-        I.load_study(url(inspect_db), "nope")
-    missing = tmp_path / "missing.db"
-    with pytest.raises(StorageError, match="no such file"):
-        I.load_study(url(missing))
-    assert not missing.exists()  # reading never creates a database
-    two = tmp_path / "two.db"
-    for name in ("a", "b"):
-        optuna.create_study(study_name=name, storage=url(two))
-    with pytest.raises(StorageError, match="name one with --study: a, b"):
-        I.load_study(url(two))
 
 
 def _direct(study: optuna.Study, what: str) -> dict[tuple[str, str], list[float]]:

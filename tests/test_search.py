@@ -16,7 +16,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from resattn.search import open_storage, open_study, run_search
+from resattn.search import open_study, run_search
+from resattn.storage import open_storage
 
 pytestmark = pytest.mark.slow
 

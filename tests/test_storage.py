@@ -1,4 +1,5 @@
-"""open_storage: every supported storage opens; a storage that cannot be opened is one clear error (exit 2)."""
+"""resattn.storage: every supported storage opens; a storage that cannot be opened is one clear error (exit 2);
+the reading commands load a study without ever creating a database."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from optuna.storages import RDBStorage
 from optuna.storages.journal import JournalStorage
 
 from resattn.errors import StorageError
-from resattn.search import open_storage
+from resattn.storage import load_study, open_storage
 
 
 def _roundtrip(storage: optuna.storages.BaseStorage) -> None:
@@ -78,3 +79,23 @@ def test_cli_unavailable_storage_exits_2_with_one_line(
         assert info.value.code == 2, url
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and expected in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_load_study_default_and_errors(tmp_path: Path, kind: str) -> None:
+    def url(name: str) -> str:
+        return f"sqlite:///{tmp_path / name}.db" if kind == "sqlite" else str(tmp_path / f"{name}.journal")
+
+    optuna.create_study(study_name="only", storage=open_storage(url("one"), heartbeat=False))
+    assert load_study(url("one")).study_name == "only"
+    assert load_study(url("one"), "only").study_name == "only"
+    with pytest.raises(StorageError, match="no study 'nope'"):
+        load_study(url("one"), "nope")
+    missing = tmp_path / ("missing.db" if kind == "sqlite" else "missing.journal")
+    with pytest.raises(StorageError, match="no such file"):
+        load_study(url("missing"))
+    assert not missing.exists()  # reading never creates a database
+    for name in ("a", "b"):
+        optuna.create_study(study_name=name, storage=open_storage(url("two"), heartbeat=False))
+    with pytest.raises(StorageError, match="name one with --study: 'a', 'b'"):
+        load_study(url("two"))

@@ -90,4 +90,12 @@ def test_validate_names_the_study_when_ambiguous(tmp_path) -> None:
     optuna.create_study(study_name="b", storage=storage)
     with contextlib.redirect_stderr(io.StringIO()) as err:
         code, _ = run(["validate", "--storage", storage])
-    assert code == 2 and "--study" in err.getvalue() and "a, b" in err.getvalue()
+    assert code == 2 and "--study" in err.getvalue() and "'a', 'b'" in err.getvalue()
+
+
+def test_validate_never_creates_a_database(tmp_path) -> None:
+    missing = tmp_path / "typo.db"
+    with contextlib.redirect_stderr(io.StringIO()) as err:
+        code, _ = run(["validate", "--storage", f"sqlite:///{missing}"])
+    assert code == 2 and "no such file" in err.getvalue()
+    assert not missing.exists()

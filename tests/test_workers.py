@@ -19,7 +19,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from resattn.search import open_storage, open_study
+from resattn.search import open_study
+from resattn.storage import open_storage
 from resattn.workers import FAULT_SLEEP_ENV, parse_gpus, plan_workers
 
 TINY = ["--set", "train.epochs=1", "--set", "data.train_images=128", "--set", "train.batch_size=64",

@@ -177,7 +177,7 @@ def _best_value(study: Any) -> float | None:
 
 
 def _print_summary(result: Any, console: Console) -> None:
-    from resattn.search import _redact
+    from resattn.storage import redact as _redact
 
     head = (
         f"study {result.study_name}: {result.finished}/{result.target} finished "

@@ -41,7 +41,7 @@ from typing import Any
 from torch import nn
 
 from resattn.errors import ResattnError
-from resattn.spec import MAX_CHANNELS, MAX_CLASSES, MAX_REDUCTION, SPATIAL_KERNELS, NetSpec, SpecError
+from resattn.spec import MAX_CHANNELS, MAX_CLASSES, MAX_REDUCTION, SPATIAL_KERNELS, NetSpec
 
 __all__ = ["ExportError", "export_source", "export_trial", "write_export"]
 
@@ -959,30 +959,6 @@ def write_export(
 # ----------------------------------------------------------------------------------- from a study
 
 
-def _open_storage(url: str) -> Any:
-    """Open an existing storage with :func:`resattn.search.open_storage` (no heartbeats)."""
-    if not isinstance(url, str) or not url:
-        raise ExportError(f"storage must be an SQLAlchemy URL or a journal file path, got {_short(url)}")
-    # Opening would create an empty database (or journal) for a mistyped path: check first.
-    if "://" not in url:
-        if not Path(url).expanduser().is_file():
-            raise ExportError(f"no journal storage at {url!r}")
-    elif url.startswith("sqlite") and ":///" in url:
-        db = url.split(":///", 1)[1].split("?", 1)[0]
-        if db and db != ":memory:" and not db.startswith("file:") and not Path(db).expanduser().is_file():
-            raise ExportError(f"no SQLite database at {db!r} (from {url!r})")
-    try:
-        return _search_open_storage(url)
-    except ResattnError as err:
-        raise ExportError(str(err)) from None
-
-
-def _search_open_storage(url: str) -> Any:
-    from resattn.search import open_storage  # the search stack is only needed here
-
-    return open_storage(url, heartbeat=False)
-
-
 def _fmt_value(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 and float(value).is_integer() else f"{value:.4g}"
 
@@ -1069,8 +1045,9 @@ def export_trial(
     ``study_name`` may be ``None`` when the storage holds exactly one study. Give ``trial=N``, or
     ``best=True`` for the best trial of a single-objective study (a multi-objective study has no
     single best: the error lists its Pareto front). The file's docstring records the study, trial,
-    objective values, params, FLOPs, placement, resattn version and date. Every failure is an
-    :class:`ExportError` with one readable line; nothing is written then.
+    objective values, params, FLOPs, placement, resattn version and date. A storage, study or
+    recorded spec that cannot be read is a :class:`~resattn.errors.StorageError`, anything else an
+    :class:`ExportError`; both are one readable line, and nothing is written then.
     """
 
     _check_class_name(class_name)  # fail fast, before touching the storage
@@ -1234,35 +1211,15 @@ def trial_spec(storage: str, study_name: str | None, *, trial: int | None = None
 
 
 def _load_trial(storage: str, study_name: str | None, trial: int | None, best: bool) -> tuple[Any, Any, NetSpec]:
-    """``(study, trial, spec)``: the study (the storage's only one when ``study_name`` is None),
-    the trial picked by number or ``best``, and its recorded spec; :class:`ExportError` otherwise."""
-    import optuna
+    """``(study, trial, spec)``: the study (the storage's only one when ``study_name`` is None), the
+    trial picked by number or ``best``, and its recorded spec. A storage, study or recorded spec that
+    cannot be read is a :class:`~resattn.errors.StorageError`; a bad choice of trial an :class:`ExportError`."""
+    from resattn.search import load_trial_spec  # the storage stack is only needed here
+    from resattn.storage import load_study
 
-    store = _open_storage(storage)
-    try:
-        names = sorted(optuna.study.get_all_study_names(storage=store))
-    except Exception as err:  # SQLAlchemy/journal errors
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ExportError(f"cannot read the studies in the storage: {reason}") from None
-    listed = ", ".join(repr(n) for n in names) or "none"
-    if study_name is None:
-        if len(names) != 1:
-            raise ExportError(f"the storage holds {len(names)} studies; name one with --study: {listed}")
-        study_name = names[0]
-    elif study_name not in names:
-        raise ExportError(f"no study {_short(study_name)} in the storage; studies: {listed}")
-    study = optuna.load_study(study_name=study_name, storage=store)
+    study = load_study(storage, study_name)
     chosen = _pick_trial(study, trial, best)
-    raw = chosen.user_attrs.get("spec")
-    where = f"trial {chosen.number} of study {study_name!r}"
-    if not isinstance(raw, str):
-        raise ExportError(f"{where} has no recorded spec")
-    try:
-        return study, chosen, NetSpec.from_json(raw)
-    except SpecError as err:
-        raise ExportError(f"{where} has an invalid spec: {err}") from None
-    except (TypeError, ValueError) as err:
-        raise ExportError(f"{where} has an unreadable spec: {err}") from None
+    return study, chosen, load_trial_spec(chosen, study.study_name)
 
 
 __all__ += ["ONNX_OPSET", "OnnxExport", "export_onnx", "load_weights", "trial_spec"]

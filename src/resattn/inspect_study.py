@@ -17,15 +17,13 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from resattn.errors import StorageError
-from resattn.search import _redact, open_storage, summarize
+from resattn.search import summarize
+from resattn.storage import open_existing_storage, redact, study_names
 
 __all__ = [
     "NO_ATTENTION",
@@ -39,8 +37,6 @@ __all__ = [
     "export_command",
     "kind_and_attention",
     "list_studies",
-    "load_study",
-    "open_existing_storage",
     "pareto_front",
     "placement_map",
     "pruning_savings",
@@ -52,25 +48,6 @@ __all__ = [
 
 #: The attention label of a block without attention (plain, residual).
 NO_ATTENTION = "none"
-
-
-# ----------------------------------------------------------------------------------------- storage
-
-
-def open_existing_storage(url: str) -> BaseStorage:
-    """Open a storage for reading: like :func:`open_storage` (no heartbeat), but an SQLite file or a
-    journal file that does not exist is an error instead of a new empty database."""
-    if isinstance(url, str) and url:
-        path: str | None = None
-        if "://" not in url:
-            path = url
-        elif url.startswith("sqlite") and ":///" in url:
-            db = url.split(":///", 1)[1]
-            if db and db != ":memory:" and not db.startswith("file:"):
-                path = db.split("?", 1)[0]
-        if path is not None and not Path(path).expanduser().is_file():
-            raise StorageError(f"cannot open storage {_redact(url)}: no such file {path!r}")
-    return open_storage(url, heartbeat=False)
 
 
 @dataclass(frozen=True)
@@ -93,15 +70,11 @@ class StudyInfo:
         return self.complete + self.pruned + self.failed + self.running
 
 
-def _study_names(storage: BaseStorage) -> list[str]:
-    return [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-
-
 def list_studies(storage_url: str, names: Sequence[str] | None = None) -> list[StudyInfo]:
     """Every study in the storage (or those of ``names`` that exist), by name."""
     storage = open_existing_storage(storage_url)
     out = []
-    for name in sorted(_study_names(storage)):
+    for name in study_names(storage):
         if names is not None and name not in names:
             continue
         study = optuna.load_study(study_name=name, storage=storage)
@@ -135,22 +108,6 @@ def _metric_names(study: optuna.Study) -> list[str]:
     return list(names) if names else [f"objective {i}" for i in range(len(study.directions))]
 
 
-def load_study(storage_url: str, study_name: str | None = None) -> optuna.Study:
-    """Load a study; with no name, the storage's only study (else a :class:`StorageError` listing them)."""
-    storage = open_existing_storage(storage_url)
-    names = sorted(_study_names(storage))
-    where = _redact(storage_url)
-    if study_name is None:
-        if len(names) != 1:
-            if not names:
-                raise StorageError(f"no study in {where}")
-            raise StorageError(f"{len(names)} studies in {where}; name one with --study: {', '.join(names)}")
-        study_name = names[0]
-    if study_name not in names:
-        raise StorageError(f"no study {study_name!r} in {where}; studies: {', '.join(names) or 'none'}")
-    return optuna.load_study(study_name=study_name, storage=storage)
-
-
 # ------------------------------------------------------------------------------------------ trials
 
 
@@ -179,7 +136,7 @@ def top_trials(study: optuna.Study, k: int = 5) -> list[Any]:
 
 def export_command(storage_url: str, study_name: str, number: int, out: str = "studies/winner.py") -> str:
     """The command that writes trial ``number`` as a standalone PyTorch file."""
-    return f"resattn export --storage {_redact(storage_url)} --study {study_name} --trial {number} --out {out}"
+    return f"resattn export --storage {redact(storage_url)} --study {study_name} --trial {number} --out {out}"
 
 
 def _spec_layers(trial: FrozenTrial) -> dict[str, dict[str, Any]]:

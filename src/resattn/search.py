@@ -7,7 +7,6 @@ logs; it never prints.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -16,13 +15,11 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import optuna
 import torch
-from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend, JournalStorage
+from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from resattn.build import build
@@ -32,8 +29,9 @@ from resattn.errors import ConfigError, StorageError
 from resattn.notes import trial_note
 from resattn.recipe import Recipe
 from resattn.space import SearchSpace, baseline_designs, placement, sample
-from resattn.spec import NetSpec
+from resattn.spec import NetSpec, SpecError
 from resattn.stats import model_stats
+from resattn.storage import open_storage, redact
 from resattn.train import EpochResult, OutOfMemory, TrainingDiverged, resolve_device, train
 
 __all__ = [
@@ -48,7 +46,6 @@ __all__ = [
     "finished_count",
     "make_pruner",
     "make_sampler",
-    "open_storage",
     "open_study",
     "over_budget",
     "run_search",
@@ -61,13 +58,7 @@ log = logging.getLogger(__name__)
 DEFAULT_STORAGE = "sqlite:///studies/resattn.db"
 #: objective name -> optimisation direction
 OBJECTIVES: dict[str, str] = {"val_accuracy": "maximize", "params": "minimize", "flops": "minimize"}
-#: Heartbeat: a worker that stops beating for GRACE_PERIOD seconds has its trial failed (and retried once).
-HEARTBEAT_INTERVAL = 10
-GRACE_PERIOD = 30
 _HOSTNAME = socket.gethostname()
-#: Environment overrides of the two (seconds; tests use 1 and 3).
-HEARTBEAT_INTERVAL_ENV = "RESATTN_HEARTBEAT_INTERVAL"
-GRACE_PERIOD_ENV = "RESATTN_GRACE_PERIOD"
 #: Stop the study after this many failed trials in a row (something is wrong with every trial).
 MAX_CONSECUTIVE_FAILURES = 10
 #: Fault injection for tests: comma-separated trial numbers whose model outputs NaN.
@@ -84,108 +75,6 @@ _ATTR_READY = "resattn.ready"
 #: How long a process that finds a study being created waits for :data:`_ATTR_READY`.
 SETUP_WAIT_SECONDS = 30.0
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-# --------------------------------------------------------------------------------------------- storage
-
-
-def open_storage(url: str, *, heartbeat: bool = True) -> BaseStorage:
-    """Open the study storage named by ``url``.
-
-    ``url`` is any SQLAlchemy URL (``sqlite:///studies/resattn.db``, ``postgresql+psycopg://…``)
-    or the path of a journal file (``studies/resattn.journal``; Optuna's file journal, for
-    shared file systems). SQLite parent folders are created. Heartbeats (RDB storages only)
-    fail the trial of a crashed worker after :data:`GRACE_PERIOD` seconds and retry it once.
-    Raises :class:`StorageError` with one readable line when the storage cannot be opened.
-    """
-    if not url or not isinstance(url, str):
-        raise StorageError(f"storage must be an SQLAlchemy URL or a journal file path, got {url!r}")
-    if "://" not in url:
-        path = Path(url).expanduser()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            return JournalStorage(JournalFileBackend(str(path)))
-        except OSError as err:
-            raise StorageError(f"cannot open journal file {str(path)!r}: {err.strerror or err}") from None
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):
-        db = url.split(":///", 1)[1] if ":///" in url else ""
-        if db and db != ":memory:" and not db.startswith("file:"):
-            try:
-                Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            except OSError as err:
-                raise StorageError(
-                    f"cannot open storage {url!r}: cannot create its folder ({err.strerror or err})"
-                ) from None
-        # Wait for a busy database instead of failing with "database is locked".
-        engine_kwargs["connect_args"] = {"timeout": 60}
-    else:
-        engine_kwargs["pool_pre_ping"] = True
-    kwargs: dict[str, Any] = {}
-    if heartbeat:
-        warnings.filterwarnings("ignore", "RetryHeartbeatStaleTrialCallback", optuna.exceptions.ExperimentalWarning)
-        kwargs = {
-            "heartbeat_interval": int(os.environ.get(HEARTBEAT_INTERVAL_ENV) or HEARTBEAT_INTERVAL),
-            "grace_period": int(os.environ.get(GRACE_PERIOD_ENV) or GRACE_PERIOD),
-            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=1),
-        }
-    try:
-        rdb = _rdb_storage(url, engine_kwargs, kwargs)
-        if url.startswith("sqlite"):
-            _sqlite_wal(rdb)
-        return rdb
-    except ImportError as err:
-        raise StorageError(f"cannot open storage {_redact(url)}: missing database driver ({err})") from None
-    except Exception as err:  # SQLAlchemy raises many kinds; all mean "cannot open"
-        reason = str(getattr(err, "orig", None) or err).strip().splitlines()[0]
-        raise StorageError(f"cannot open storage {_redact(url)}: {reason}") from None
-
-
-#: Error texts of two processes creating the same new database's schema at once (SQLite, PostgreSQL).
-_SCHEMA_RACE = ("unique constraint failed", "already exists", "duplicate key value")
-
-
-def _rdb_storage(url: str, engine_kwargs: dict[str, Any], kwargs: dict[str, Any]) -> RDBStorage:
-    """``RDBStorage(url)``, retried while another process is creating the same new schema.
-
-    Several machines started together on an empty database all try to create Optuna's tables and
-    its ``alembic_version`` row; the losers fail with a unique-constraint or "already exists"
-    error. The schema is complete a moment later, so the open is retried a few times.
-    """
-    attempts = 5
-    for attempt in range(attempts):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-        except Exception as err:
-            text = str(err).lower()
-            if attempt == attempts - 1 or not any(marker in text for marker in _SCHEMA_RACE):
-                raise
-            log.debug("storage schema being created by another process; retrying (%s)", text.splitlines()[0])
-            time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-def _sqlite_wal(storage: RDBStorage) -> None:
-    """Write-ahead logging: readers no longer block the writer (several local workers on one file)."""
-    import sqlalchemy
-
-    try:
-        with storage.engine.connect() as conn:
-            conn.execute(sqlalchemy.text("PRAGMA journal_mode=WAL"))
-    except Exception as err:  # an in-memory database, a read-only file: keep the default mode
-        log.debug("cannot switch SQLite to WAL: %s", err)
-
-
-def _redact(url: str) -> str:
-    """The URL without its password."""
-    if "://" in url and "@" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        if ":" in creds:
-            return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url
 
 
 def default_study_name(space: SearchSpace, recipe: Recipe) -> str:
@@ -723,7 +612,7 @@ def run_search(
     study, created = open_study(
         store, name, space, recipe, seed=seed if seed is not None else recipe.search.seed
     )
-    log.info("%s study %r in %s", "created" if created else "continuing", name, _redact(storage))
+    log.info("%s study %r in %s", "created" if created else "continuing", name, redact(storage))
     started = time.perf_counter()
     interrupted = False
     stopped_reason: str | None = None
@@ -905,10 +794,16 @@ def _worker_plans(workers: int, gpus: Sequence[str] | str | None, workers_per_gp
     return plan_workers(workers, gpu_list, workers_per_gpu, device)
 
 
-def load_trial_spec(trial: FrozenTrial) -> NetSpec:
-    """The NetSpec a trial trained (from its ``spec`` user attribute)."""
+def load_trial_spec(trial: FrozenTrial, study_name: str | None = None) -> NetSpec:
+    """The NetSpec a trial trained (its ``spec`` user attribute); :class:`StorageError` when it is
+    missing or does not read back as a valid spec."""
+    where = f"trial {trial.number}" + (f" of study {study_name!r}" if study_name else "")
     raw = trial.user_attrs.get("spec")
-    if raw is None:
-        raise StorageError(f"trial {trial.number} has no recorded spec")
-    return NetSpec.from_dict(json.loads(raw))
-
+    if not isinstance(raw, str):
+        raise StorageError(f"{where} has no recorded spec")
+    try:
+        return NetSpec.from_json(raw)
+    except SpecError as err:
+        raise StorageError(f"{where} has an invalid spec: {err}") from None
+    except (TypeError, ValueError) as err:
+        raise StorageError(f"{where} has an unreadable spec: {err}") from None

@@ -40,14 +40,13 @@ from resattn.build import build
 from resattn.dedup import ARCH_HASH_ATTR
 from resattn.errors import ConfigError, StorageError
 from resattn.recipe import Recipe, parse_recipe
-from resattn.search import load_trial_spec, open_storage, prepare_data
+from resattn.search import load_trial_spec, prepare_data
 from resattn.train import resolve_device, train
 
 __all__ = [
     "ValidationReport",
     "ValidationRow",
     "correlations",
-    "load_study",
     "pick_trials",
     "recipe_of_study",
     "result_key",
@@ -123,20 +122,6 @@ class ValidationReport:
             "long_winner": self.long_winner,
             "winner_holds": self.winner_holds,
         }
-
-
-def load_study(storage: str, study_name: str | None) -> optuna.Study:
-    """Load a study; with no name, the storage's only study."""
-    store = open_storage(storage, heartbeat=False)
-    names = [s.study_name for s in optuna.get_all_study_summaries(store, include_best_trial=False)]
-    if study_name is None:
-        if len(names) != 1:
-            listed = ", ".join(names) or "none"
-            raise StorageError(f"name the study with --study; studies in {storage}: {listed}")
-        study_name = names[0]
-    if study_name not in names:
-        raise StorageError(f"no study {study_name!r} in {storage}; studies: {', '.join(names) or 'none'}")
-    return optuna.load_study(study_name=study_name, storage=store)
 
 
 def recipe_of_study(study: optuna.Study) -> Recipe:

@@ -158,7 +158,7 @@ def _train_inputs(
         spec, source, name = spec_from_model_file(model_file), f"model {model_file}", model_file.stem
     else:
         spec, study_name, number = trial_spec(storage, study, trial=trial, best=best)
-        from resattn.search import _redact
+        from resattn.storage import redact as _redact
 
         source, name = f"study {study_name} trial {number} ({_redact(storage)})", f"{study_name}-trial{number}"
     recipe_obj = load_recipe(resolve_file(recipe, "search"))

@@ -33,7 +33,7 @@ def make_dashboard_server(storage_url: str, host: str = "127.0.0.1", port: int =
 
     import optuna_dashboard
 
-    from resattn.inspect_study import open_existing_storage
+    from resattn.storage import open_existing_storage
 
     class _Quiet(WSGIRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -108,7 +108,8 @@ def show_cmd(
 ) -> None:
     """The best trials of a study (the Pareto front with several objectives), with placements and the
     command that exports each."""
-    from resattn.inspect_study import export_command, list_studies, load_study, top_trials
+    from resattn.inspect_study import export_command, list_studies, top_trials
+    from resattn.storage import load_study
 
     _setup_logging(False)
     study_obj = _guard(lambda: load_study(storage, study))
@@ -149,8 +150,8 @@ def report_cmd(
     """Write a self-contained HTML report (report.html) and PNG figures: placement map (which pattern
     wins at which slot), history with the baselines, per-slot importances, accuracy vs size with the
     Pareto front, pruning savings."""
-    from resattn.inspect_study import load_study
     from resattn.report import write_report
+    from resattn.storage import load_study
 
     _setup_logging(False)
     study_obj = _guard(lambda: load_study(storage, study))

@@ -37,7 +37,8 @@ def validate_cmd(
 
     Resumable: results are stored in the study as they finish; a re-run trains only what is missing.
     """
-    from resattn.validate import load_study, validate_study
+    from resattn.storage import load_study
+    from resattn.validate import validate_study
 
     _setup_logging(verbose)
     study_obj = _guard(lambda: load_study(storage, study))
