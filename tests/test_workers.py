@@ -19,9 +19,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from resattn.search import open_study
+from resattn.search import FAULT_SLEEP_ENV, open_study
 from resattn.storage import open_storage
-from resattn.workers import FAULT_SLEEP_ENV, parse_gpus, plan_workers
+from resattn.workers import parse_gpus, plan_workers
 
 TINY = ["--set", "train.epochs=1", "--set", "data.train_images=128", "--set", "train.batch_size=64",
         "--device", "cpu"]
@@ -252,6 +252,5 @@ def test_tpe_lies_about_running_trials_for_workers_on_other_machines() -> None:
 
     _, recipe = _load_inputs(None, "quick", [])
     # Workers on other machines are invisible to this process: TPE must treat RUNNING trials as bad
-    # even when this process runs a single worker.
-    for workers in (1, 3):
-        assert make_sampler(recipe, seed=0, workers=workers)._constant_liar is True
+    # whatever the number of local workers (the sampler does not even know it).
+    assert make_sampler(recipe, seed=0)._constant_liar is True

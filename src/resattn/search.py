@@ -63,6 +63,9 @@ _HOSTNAME = socket.gethostname()
 MAX_CONSECUTIVE_FAILURES = 10
 #: Fault injection for tests: comma-separated trial numbers whose model outputs NaN.
 FAULT_NAN_ENV = "RESATTN_FAULT_NAN_TRIALS"
+#: Fault injection for tests: ``N`` or ``N:SECONDS``: trial number N sleeps (default 60 s) before
+#: sampling, so a test can kill its process mid-trial. Retries of trial N (other numbers) do not sleep.
+FAULT_SLEEP_ENV = "RESATTN_FAULT_SLEEP_TRIAL"
 
 # Study user attributes written at creation.
 _ATTR_SPACE = "resattn.space"
@@ -82,7 +85,7 @@ def default_study_name(space: SearchSpace, recipe: Recipe) -> str:
     return f"{space.name}-{recipe.name}"
 
 
-def make_sampler(recipe: Recipe, *, seed: int | None, workers: int = 1) -> optuna.samplers.BaseSampler:
+def make_sampler(recipe: Recipe, *, seed: int | None) -> optuna.samplers.BaseSampler:
     """The recipe's sampler: ``tpe`` (multivariate + group), ``random`` or ``nsga2``.
 
     With ``search.max_params`` / ``search.max_flops`` set, every trial records its budget
@@ -94,7 +97,6 @@ def make_sampler(recipe: Recipe, *, seed: int | None, workers: int = 1) -> optun
     another machine on the same PostgreSQL study, which this process cannot count) is treated as a
     poor result, so parallel workers do not all propose the same placement. In a single process
     it changes nothing: the only RUNNING trial is the one being sampled, which TPE leaves out.
-    ``workers`` is kept for callers; it no longer changes the sampler.
     """
     name = recipe.search.sampler
     if name == "tpe":
@@ -130,7 +132,6 @@ def open_study(
     recipe: Recipe,
     *,
     seed: int | None = None,
-    workers: int = 1,
 ) -> tuple[optuna.Study, bool]:
     """Create the study, or load it if it exists. Returns ``(study, created)``.
 
@@ -140,7 +141,7 @@ def open_study(
     """
     objectives = list(recipe.search.objectives)
     directions = [OBJECTIVES[o] for o in objectives]
-    sampler = make_sampler(recipe, seed=seed, workers=workers)
+    sampler = make_sampler(recipe, seed=seed)
     pruner = make_pruner(recipe) if len(objectives) == 1 else optuna.pruners.NopPruner()
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if study_name in existing:
@@ -293,6 +294,14 @@ def prepare_data(recipe: Recipe, device: torch.device) -> tuple[Dataset, _Data]:
     return dataset, data
 
 
+def _fault_sleep() -> tuple[int | None, float]:
+    raw = os.environ.get(FAULT_SLEEP_ENV, "").strip()
+    if not raw:
+        return None, 0.0
+    number, _, seconds = raw.partition(":")
+    return int(number), float(seconds or 60)
+
+
 def _fault_nan_trials() -> set[int]:
     raw = os.environ.get(FAULT_NAN_ENV, "")
     return {int(x) for x in raw.split(",") if x.strip().isdigit()}
@@ -316,13 +325,19 @@ class Objective:
         self.reporter = reporter
         self.objectives = tuple(recipe.search.objectives)
         self.nan_trials = _fault_nan_trials()
+        self.sleep_trial, self.sleep_seconds = _fault_sleep()
         self.slot_names = tuple(slot.name for slot in space.slots)
 
     def __call__(self, trial: optuna.Trial) -> float | Sequence[float]:
         # Who runs it: a restart on this host fails the RUNNING trials of dead processes (journal files).
         trial.set_user_attr("hostname", _HOSTNAME)
         trial.set_user_attr("worker_pid", os.getpid())
+        if trial.user_attrs.get("fail_reason"):  # a retry inherits the failed trial's user attributes
+            trial.set_user_attr("fail_reason", None)
         try:
+            if trial.number == self.sleep_trial:
+                log.warning("fault injection: trial %d sleeps %.0f s", trial.number, self.sleep_seconds)
+                time.sleep(self.sleep_seconds)
             return self._run(trial)
         except KeyboardInterrupt as err:
             # SIGTERM arrives as resattn.workers.Terminated, a KeyboardInterrupt with ``signum``.
@@ -630,61 +645,22 @@ def run_search(
         if timeout is not None and finished_count(study) < trials and not interrupted and not stopped_reason:
             stopped_reason = f"timeout of {timeout:g} s reached"
     elif done < trials:
-        from resattn.workers import POLL_SECONDS, budget_counts, fail_orphaned_journal_trials, fail_stale
+        from resattn.workers import fail_orphaned_journal_trials, run_trials
 
         fail_orphaned_journal_trials(study)  # a journal file has no heartbeat: our own dead runs
         _, data = prepare_data(recipe, torch_device)
         objective = Objective(space, recipe, data, torch_device, reporter)
-        state = {"consecutive_failures": 0}
-        stop = {"requested": False}
-
-        def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-            nonlocal stopped_reason
-            finished = finished_count(study)
-            reporter.trial_finished(study, trial, finished)
-            state["consecutive_failures"] = state["consecutive_failures"] + 1 if trial.state == TrialState.FAIL else 0
-            if finished >= trials:
-                stop["requested"] = True
-            elif state["consecutive_failures"] >= MAX_CONSECUTIVE_FAILURES:
-                stopped_reason = f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed; see their fail_reason"
-                stop["requested"] = True
-
-        callbacks: list[Any] = [after_trial]
+        callbacks: list[Any] = [lambda study, trial: reporter.trial_finished(study, trial, finished_count(study))]
+        converged: list[str] = []
         if stop_when_converged and len(recipe.search.objectives) == 1:
-
-            def converged() -> None:
-                nonlocal stopped_reason
-                stopped_reason = stopped_reason or "converged (terminator)"
-                stop["requested"] = True
-
-            callbacks.append(convergence_callback(converged, recipe.search.convergence_noise))
-        deadline = None if timeout is None else started + timeout
-        waiting_logged = False
+            callbacks.append(convergence_callback(lambda: converged.append("converged (terminator)"),
+                                                  recipe.search.convergence_noise))
         try:
-            # One trial at a time, each started only while finished + running < trials: processes on
-            # other machines share the budget through the storage, so the study does not overshoot
-            # by the trials they are running when it is reached.
-            while not stop["requested"]:
-                if deadline is not None and time.perf_counter() >= deadline:
-                    break
-                finished, running = budget_counts(study)
-                if finished >= trials:
-                    break
-                if finished + running >= trials:
-                    if not waiting_logged:
-                        log.info("the rest of the budget is running elsewhere (%d trials); waiting", running)
-                        waiting_logged = True
-                    time.sleep(POLL_SECONDS)
-                    fail_stale(study)  # a running trial may have died: then its budget is free again
-                    continue
-                waiting_logged = False
-                study.optimize(
-                    objective,
-                    n_trials=1,
-                    callbacks=callbacks,
-                    catch=(TrainingDiverged, OutOfMemory),
-                    gc_after_trial=torch_device.type == "cuda",
-                )
+            stopped_reason = run_trials(
+                study, objective, trials=trials, callbacks=callbacks,
+                deadline=None if timeout is None else time.monotonic() + timeout,
+                gc_after_trial=torch_device.type == "cuda", stop=lambda: converged[0] if converged else None,
+            )
         except KeyboardInterrupt:
             interrupted = True
         if timeout is not None and finished_count(study) < trials and not interrupted and not stopped_reason:

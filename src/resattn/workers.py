@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,6 @@ from optuna.trial import FrozenTrial, TrialState
 from resattn.errors import ConfigError, ResattnError
 
 __all__ = [
-    "FAULT_SLEEP_ENV",
     "POLL_SECONDS",
     "Terminated",
     "budget_counts",
@@ -66,14 +65,12 @@ __all__ = [
     "plan_workers",
     "run_parallel",
     "run_scaling_bench",
+    "run_trials",
     "run_worker",
 ]
 
 log = logging.getLogger(__name__)
 
-#: Fault injection for tests: ``N`` or ``N:SECONDS`` — trial number N sleeps (default 60 s) before
-#: training, so a test can kill its worker mid-trial. Retries of trial N do not sleep.
-FAULT_SLEEP_ENV = "RESATTN_FAULT_SLEEP_TRIAL"
 #: How often idle workers and the parent look at the storage.
 POLL_SECONDS = 0.5
 EXIT_OK = 0
@@ -182,14 +179,6 @@ def budget_counts(study: optuna.Study) -> tuple[int, int]:
     return len(trials) - running, running
 
 
-def _fault_sleep() -> tuple[int | None, float]:
-    raw = os.environ.get(FAULT_SLEEP_ENV, "").strip()
-    if not raw:
-        return None, 0.0
-    number, _, seconds = raw.partition(":")
-    return int(number), float(seconds or 60)
-
-
 def _is_db_busy(err: BaseException) -> bool:
     text = str(err).lower()
     return "database is locked" in text or "database is busy" in text or "could not serialize" in text
@@ -218,6 +207,81 @@ def fail_stale(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
+def run_trials(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], Any],
+    *,
+    trials: int,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
+    deadline: float | None = None,
+    lock_path: str | None = None,
+    gc_after_trial: bool = False,
+    stop: Callable[[], str | None] = lambda: None,
+) -> str | None:
+    """Run trials of ``study`` one at a time until ``trials`` of them have finished (COMPLETE or
+    PRUNED), in this process: the one loop of the single-process search and of every worker.
+
+    The budget is shared with every process on the study: a trial starts only while
+    *finished + running < trials* (under the file lock ``lock_path`` when local workers share
+    one), else the loop waits, failing stale trials, because a trial running elsewhere may still
+    fail and free its share. SQLite's "database is locked" past its timeout backs off and retries.
+
+    Returns ``None`` when the budget is reached or ``deadline`` (``time.monotonic()``) passes;
+    otherwise why it stopped early: :data:`MAX_CONSECUTIVE_FAILURES` failures in a row, or the
+    reason ``stop()`` gave (checked between trials). A ``KeyboardInterrupt`` propagates.
+    """
+    import sqlalchemy.exc
+
+    from resattn.search import MAX_CONSECUTIVE_FAILURES
+    from resattn.train import OutOfMemory, TrainingDiverged
+
+    lock = _BudgetLock(lock_path)
+    failures = 0
+    waiting = False
+
+    def run(trial: optuna.Trial) -> Any:
+        lock.release()  # the trial exists in the storage now: others may count it
+        return objective(trial)
+
+    def count_failures(study: optuna.Study, trial: FrozenTrial) -> None:
+        nonlocal failures
+        failures = failures + 1 if trial.state == TrialState.FAIL else 0
+
+    while True:
+        reason = stop()
+        if reason:
+            return reason
+        if failures >= MAX_CONSECUTIVE_FAILURES:
+            return f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed; see their fail_reason"
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+        lock.acquire()
+        try:
+            finished, running = _with_retry(lambda: budget_counts(study), "count trials")
+            if finished >= trials:
+                return None
+            if finished + running >= trials:
+                lock.release()
+                if not waiting:
+                    log.info("the rest of the budget is running elsewhere (%d trials); waiting", running)
+                    waiting = True
+                time.sleep(POLL_SECONDS)
+                fail_stale(study)
+                continue
+            waiting = False
+            try:
+                study.optimize(run, n_trials=1, callbacks=[count_failures, *callbacks],
+                               catch=(TrainingDiverged, OutOfMemory), gc_after_trial=gc_after_trial)
+            except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError) as err:
+                if not _is_db_busy(err):
+                    raise
+                log.warning("database busy; retrying")
+                lock.release()
+                time.sleep(1.0)
+        finally:
+            lock.release()
+
+
 def run_worker(
     storage: str,
     study_name: str,
@@ -229,97 +293,30 @@ def run_worker(
     seed: int | None = None,
     timeout: float | None = None,
     lock_path: str | None = None,
-    workers: int = 2,
 ) -> int:
     """One worker: run trials of an existing study until ``trials`` have finished. Returns its exit code.
 
     Exit codes: 0 (budget reached or timeout), 3 (too many failures in a row), 130/143 (interrupted).
     """
-    import sqlalchemy.exc
-
-    from resattn.search import (
-        MAX_CONSECUTIVE_FAILURES,
-        Objective,
-        _NullReporter,
-        open_storage,
-        open_study,
-        prepare_data,
-    )
-    from resattn.train import OutOfMemory, TrainingDiverged, resolve_device
+    from resattn.search import Objective, _NullReporter, open_study, prepare_data
+    from resattn.storage import open_storage
+    from resattn.train import resolve_device
 
     torch_device = resolve_device(device)
     store = open_storage(storage)
-    study, _ = _with_retry(
-        lambda: open_study(store, study_name, space, recipe, seed=seed, workers=workers), "open study"
-    )
+    study, _ = _with_retry(lambda: open_study(store, study_name, space, recipe, seed=seed), "open study")
     _, data = prepare_data(recipe, torch_device)
     objective = Objective(space, recipe, data, torch_device, _NullReporter())
-    lock = _BudgetLock(lock_path)
-    sleep_trial, sleep_seconds = _fault_sleep()
-    host, pid = socket.gethostname(), os.getpid()
     deadline = time.monotonic() + timeout if timeout else None
-    last_state: list[TrialState] = []
-
-    def wrapped(trial: optuna.Trial) -> Any:
-        lock.release()  # the trial exists in the storage now: others may count it
-        trial.set_user_attr("worker_pid", pid)
-        trial.set_user_attr("hostname", host)
-        if trial.user_attrs.get("fail_reason"):  # inherited by a retry from the failed trial
-            trial.set_user_attr("fail_reason", None)
-        try:
-            if trial.number == sleep_trial:
-                log.warning("fault injection: trial %d sleeps %.0f s", trial.number, sleep_seconds)
-                time.sleep(sleep_seconds)
-            return objective(trial)
-        except Terminated:
-            trial.set_user_attr("fail_reason", "interrupted (SIGTERM)")
-            raise
-        except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted (SIGINT)")
-            raise
-
-    def after_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-        last_state.append(trial.state)
-
-    failures = 0
     try:
-        while True:
-            if deadline is not None and time.monotonic() >= deadline:
-                return EXIT_OK
-            lock.acquire()
-            try:
-                finished, running = _with_retry(lambda: budget_counts(study), "count trials")
-                if finished >= trials:
-                    return EXIT_OK
-                if finished + running >= trials:
-                    # The budget is taken; wait: a running trial may still fail (or be stale).
-                    lock.release()
-                    time.sleep(POLL_SECONDS)
-                    fail_stale(study)
-                    continue
-                last_state.clear()
-                try:
-                    study.optimize(
-                        wrapped, n_trials=1, callbacks=[after_trial],
-                        catch=(TrainingDiverged, OutOfMemory),
-                        gc_after_trial=torch_device.type == "cuda",
-                    )
-                except (sqlalchemy.exc.OperationalError, optuna.exceptions.StorageInternalError) as err:
-                    if not _is_db_busy(err):
-                        raise
-                    # SQLite stayed locked past its timeout: back off; the loop re-checks the budget.
-                    log.warning("database busy; retrying")
-                    lock.release()
-                    time.sleep(1.0)
-                    continue
-            finally:
-                lock.release()
-            failures = failures + 1 if last_state and last_state[-1] == TrialState.FAIL else 0
-            if failures >= MAX_CONSECUTIVE_FAILURES:
-                log.error("%d trials in a row failed; this worker stops", failures)
-                return EXIT_FAILURES
+        reason = run_trials(study, objective, trials=trials, deadline=deadline, lock_path=lock_path,
+                            gc_after_trial=torch_device.type == "cuda")
     except KeyboardInterrupt as err:
         return _exit_code(err)
+    if reason:
+        log.error("%s; this worker stops", reason)
+        return EXIT_FAILURES
+    return EXIT_OK
 
 
 # ------------------------------------------------------------------------------------------ recovery
@@ -387,10 +384,9 @@ class ParallelOutcome:
 
 
 def _worker_command(inputs: Path, storage: str, study_name: str, plan: WorkerPlan, *, trials: int,
-                    seed: int | None, timeout: float | None, lock: Path, workers: int, verbose: bool) -> list[str]:
+                    seed: int | None, timeout: float | None, lock: Path, verbose: bool) -> list[str]:
     cmd = [sys.executable, "-m", "resattn.workers", "--inputs", str(inputs), "--storage", storage,
-           "--study", study_name, "--trials", str(trials), "--device", plan.device, "--lock", str(lock),
-           "--workers", str(workers)]
+           "--study", study_name, "--trials", str(trials), "--device", plan.device, "--lock", str(lock)]
     if seed is not None:
         cmd += ["--seed", str(seed + plan.index)]  # distinct seeds: no two workers sample the same designs
     if timeout is not None:
@@ -434,7 +430,7 @@ def run_parallel(
                 if plan.device == "cpu" or (plan.device == "auto" and not _has_cuda()):
                     env.setdefault("OMP_NUM_THREADS", str(threads))
                 cmd = _worker_command(inputs, storage, study.study_name, plan, trials=trials, seed=seed,
-                                      timeout=timeout, lock=lock, workers=len(plans), verbose=verbose)
+                                      timeout=timeout, lock=lock, verbose=verbose)
                 # Own session: a terminal's Ctrl-C reaches only the parent, which forwards it once.
                 proc = subprocess.Popen(cmd, env=env, start_new_session=True)
                 procs[proc.pid] = proc
@@ -560,7 +556,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--timeout", type=float, default=None)
     parser.add_argument("--lock", default=None)
-    parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     install_signal_handlers()
@@ -573,7 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         space, recipe = pickle.loads(Path(args.inputs).read_bytes())
         return run_worker(args.storage, args.study, space, recipe, trials=args.trials, device=args.device,
-                          seed=args.seed, timeout=args.timeout, lock_path=args.lock, workers=args.workers)
+                          seed=args.seed, timeout=args.timeout, lock_path=args.lock)
     except ResattnError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
