@@ -222,6 +222,15 @@ def test_on_epoch_exceptions_propagate_unchanged() -> None:
               on_epoch=interrupt)
 
 
+def test_epoch_results_count_the_images_trained() -> None:
+    # 33 images in batches of 16: the trailing single image is dropped (no batch-norm singleton).
+    config = TrainConfig(epochs=2, batch_size=16, crop_padding=0)
+    result = train(_tiny_model(), _random_data(33), None, config, device="cpu", mean=MEAN, std=STD)
+    assert [r.images for r in result.history] == [32, 32]
+    result = train(_tiny_model(), _random_data(34), None, config, device="cpu", mean=MEAN, std=STD)
+    assert [r.images for r in result.history] == [34, 34]
+
+
 def test_nan_loss_raises_training_diverged_at_first_step() -> None:
     model = _tiny_model()
     model.register_forward_hook(lambda _m, _i, out: out * float("nan"))

@@ -294,8 +294,7 @@ def run_training(
         if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
             with contextlib.suppress(RuntimeError):
                 torch.cuda.set_rng_state(ckpt["cuda_rng"], dev)
-        state = {"epoch": done, "step": int(ckpt["step"]), "optimizer": ckpt["optimizer"],
-                 "generator": ckpt["generator"]}
+        state = {"epoch": done, "optimizer": ckpt["optimizer"], "generator": ckpt["generator"]}
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_json(json.loads(spec.to_json()), out_dir / SPEC_FILE)
@@ -308,15 +307,12 @@ def run_training(
     def checkpoint(result: EpochResult, loop: dict[str, Any]) -> None:
         nonlocal seconds, images
         seconds += result.seconds
-        n = len(train_part)
-        per_epoch = n - 1 if n % config.batch_size == 1 and n > 1 else n
-        images += per_epoch
+        images += result.images
         _save(
             {
                 "format": _CHECKPOINT_FORMAT,
                 "epoch": loop["epoch"],
                 "epochs": config.epochs,
-                "step": loop["step"],
                 "model": _cpu_state(model),
                 "optimizer": loop["optimizer"],
                 "generator": loop["generator"].cpu(),

@@ -364,6 +364,7 @@ class EpochResult:
     val_accuracy: float | None  # None without validation data
     seconds: float
     images_per_second: float
+    images: int = 0  # training images of the epoch
 
 
 @dataclass
@@ -450,8 +451,9 @@ def train(
     happened) and :class:`OutOfMemory` when the device runs out of memory.
 
     Checkpointing (full training, :mod:`resattn.retrain`): after every epoch and before ``on_epoch``,
-    ``on_checkpoint(result, state)`` gets the loop state ``{"epoch", "step", "optimizer",
-    "generator"}`` (finished epochs, global step, optimiser state_dict, batch-order RNG state).
+    ``on_checkpoint(result, state)`` gets the loop state ``{"epoch", "optimizer", "generator"}``
+    (finished epochs, optimiser state_dict, batch-order RNG state; the LR schedule's step follows from
+    the epoch).
     ``resume=state`` (with the model's weights already loaded) continues after ``state["epoch"]``
     with the same LR schedule and batch order; the history then holds only the new epochs.
     """
@@ -540,12 +542,13 @@ def train(
             val_accuracy=val_acc,
             seconds=time.perf_counter() - epoch_started,
             images_per_second=batches.num_images / train_time if train_time > 0 else 0.0,
+            images=batches.num_images,
         )
         history.append(result)
         log.debug("epoch %d: loss %.4f val %s %.0f img/s", epoch, train_loss, val_acc,
                   result.images_per_second)
         if on_checkpoint is not None:
-            on_checkpoint(result, {"epoch": epoch, "step": global_step, "optimizer": optimizer.state_dict(),
+            on_checkpoint(result, {"epoch": epoch, "optimizer": optimizer.state_dict(),
                                    "generator": batches.generator.get_state()})
         if on_epoch is not None:
             on_epoch(result)
