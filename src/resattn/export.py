@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import ast
 import builtins
-import contextlib
 import dataclasses
 import datetime
 import keyword
 import math
 import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +39,7 @@ from typing import Any
 from torch import nn
 
 from resattn.errors import ResattnError
+from resattn.files import atomic_write, replaced_atomically
 from resattn.spec import MAX_CHANNELS, MAX_CLASSES, MAX_REDUCTION, SPATIAL_KERNELS, NetSpec
 
 __all__ = ["ExportError", "export_source", "export_trial", "write_export"]
@@ -937,22 +936,10 @@ def write_export(
         ) from None
     if target.is_dir():
         raise ExportError(f"cannot write {str(target)!r}: it is a folder; give a file path such as model.py")
-    tmp: str | None = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(source)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        tmp = None
+        atomic_write(target, lambda fh: fh.write(source), mode="w")
     except OSError as err:
         raise ExportError(f"cannot write {str(target)!r}: {err.strerror or err}") from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
     return target
 
 
@@ -1145,24 +1132,15 @@ def export_onnx(
         raise ExportError(f"cannot write {str(target)!r}: it is a folder; give a file path such as model.onnx")
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(2, spec.in_channels, h, w, generator=generator)
-    tmp: str | None = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-        os.close(fd)
-        _torch_onnx_export(model, x, tmp)
-        diff = _onnxruntime_diff(model, x, tmp) if check else None
-        if diff is not None and not diff <= ONNX_TOLERANCE:
-            raise ExportError(f"the ONNX model differs from PyTorch by up to {diff:.3g} (tolerance "
-                              f"{ONNX_TOLERANCE:g}); not written")
-        os.replace(tmp, target)
-        tmp = None
+        with replaced_atomically(target) as tmp:
+            _torch_onnx_export(model, x, tmp)
+            diff = _onnxruntime_diff(model, x, tmp) if check else None
+            if diff is not None and not diff <= ONNX_TOLERANCE:
+                raise ExportError(f"the ONNX model differs from PyTorch by up to {diff:.3g} (tolerance "
+                                  f"{ONNX_TOLERANCE:g}); not written")
     except OSError as err:
         raise ExportError(f"cannot write {str(target)!r}: {err.strerror or err}") from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
     return OnnxExport(path=target, fresh_weights=state is None, max_abs_diff=diff, opset=ONNX_OPSET)
 
 

@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch
 from resattn.build import build
 from resattn.data import ImageData, load_dataset, split_train_val, subset_images
 from resattn.errors import ConfigError, ResattnError
+from resattn.files import atomic_write
 from resattn.recipe import Recipe
 from resattn.spec import NetSpec, SpecError
 from resattn.train import EpochResult, TrainConfig, evaluate, resolve_device, train
@@ -154,28 +154,12 @@ class TrainingRun:
 # ------------------------------------------------------------------------------------------ files
 
 
-def _atomic_write(target: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write ``target`` through a temporary file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-        tmp = ""
-    finally:
-        if tmp:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-
-
 def _save(obj: Any, target: Path) -> None:
-    _atomic_write(target, lambda fh: torch.save(obj, fh))
+    atomic_write(target, lambda fh: torch.save(obj, fh))
 
 
 def _write_json(data: Any, target: Path) -> None:
-    _atomic_write(target, lambda fh: fh.write(json.dumps(data, indent=2) + "\n"), mode="w")
+    atomic_write(target, lambda fh: fh.write(json.dumps(data, indent=2) + "\n"), mode="w")
 
 
 def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
