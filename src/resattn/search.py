@@ -358,10 +358,9 @@ class Objective:
         trial.set_user_attr("device", str(self.device))
         digest = arch_hash(spec)
         trial.set_user_attr(ARCH_HASH_ATTR, digest)
-        constraints = budget_constraints(stats.params, stats.flops, self.recipe)
-        trial.set_user_attr(CONSTRAINTS_ATTR, constraints)
         if self.recipe.search.max_params or self.recipe.search.max_flops:
             # Read by TPE / NSGA-II (≤ 0 feasible); set on every trial of a budgeted study.
+            constraints = budget_constraints(stats.params, stats.flops, self.recipe)
             for key, value in zip(("params", "flops"), constraints, strict=True):
                 trial.set_constraint(key, value)
         _save_note(trial, spec, stats.params, stats.flops, self.slot_names)
@@ -437,10 +436,6 @@ class Objective:
                 trial.report(value, step)
             return float(original.values[0])
         return [float(v) for v in original.values]
-
-
-#: Trial user attribute read by the samplers' ``constraints_func`` (≤ 0 means within budget).
-CONSTRAINTS_ATTR = "constraints"
 
 
 def budget_constraints(params: int, flops: int, recipe: Recipe) -> list[float]:
