@@ -267,3 +267,21 @@ def test_train_model_file_and_bad_inputs(
         code, _, err = run_cli(["train", *args, "--out", str(tmp_path / "bad")], capsys)
         assert code == 2, (args, err)
         assert err.startswith("error: ") and message in err, (args, err)
+
+
+def test_train_ignores_the_proxy_budget_unless_set(tmp_path: Path) -> None:
+    from resattn.commands.export import _train_inputs
+
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(SPECS[0].to_json())
+
+    def images(*overrides: str) -> int | None:
+        *_, recipe, train_images = _train_inputs(None, None, False, spec_file, None, "unused", "quick",
+                                                 list(overrides))
+        assert recipe.data.train_images > 0 or overrides  # the quick recipe has a proxy budget
+        return train_images
+
+    assert images() is None  # every training image
+    assert images("train.epochs=2") is None
+    assert images("data.train_images=256") == 256
+    assert images(" data.train_images = 0") == 0

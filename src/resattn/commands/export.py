@@ -162,20 +162,12 @@ def _train_inputs(
 
         source, name = f"study {study_name} trial {number} ({_redact(storage)})", f"{study_name}-trial{number}"
     recipe_obj = load_recipe(resolve_file(recipe, "search"))
+    if overrides:
+        recipe_obj = recipe_obj.with_overrides(overrides)
     # The proxy budget (data.train_images) is for search trials; full training ignores it unless
     # it is given on the command line.
-    train_images: int | None = None
-    rest = []
-    for item in overrides:
-        key, sep, value = item.partition("=")
-        if sep and key.strip() == "data.train_images":
-            recipe_obj.with_overrides([item])  # validates the value
-            train_images = int(value.strip())
-        else:
-            rest.append(item)
-    if rest:
-        recipe_obj = recipe_obj.with_overrides(rest)
-    return spec, source, name, recipe_obj, train_images
+    given = any(item.partition("=")[0].strip() == "data.train_images" for item in overrides)
+    return spec, source, name, recipe_obj, recipe_obj.data.train_images if given else None
 
 
 @app.command("train")
