@@ -18,7 +18,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from resattn.errors import ConfigError, ResattnError
+from resattn.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    ConfigError,
+    ResattnError,
+    interrupt_exit_code,
+    raise_terminated,
+)
 from resattn.spec import SpecError
 
 app = typer.Typer(
@@ -34,9 +42,6 @@ err_console = Console(stderr=True, highlight=False, markup=False)
 # Not a terminal (a log file, CI): wide enough that a table row of placements stays on one line.
 out_console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
 
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 T = TypeVar("T")
@@ -340,7 +345,7 @@ def search_cmd(
         )
     _print_summary(result, out_console)
     if result.interrupted:
-        raise typer.Exit(EXIT_TERMINATED if _terminated else EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_TERMINATED if result.interrupted == "SIGTERM" else EXIT_INTERRUPTED)
 
 
 @app.command("bench")
@@ -446,28 +451,16 @@ def search_main(argv: Sequence[str] | None = None) -> None:
     _run(single, argv)
 
 
-#: Set by the SIGTERM handler: an interrupted search then exits 143 instead of 130.
-_terminated = False
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    """SIGTERM ends the current trial like Ctrl-C does (FAIL, summary printed), then exits 143."""
-    global _terminated
-    from resattn.workers import Terminated
-
-    _terminated = True
-    raise Terminated()
-
-
 def _run(application: typer.Typer, argv: Sequence[str] | None) -> None:
     import signal
 
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # SIGTERM ends the current trial like Ctrl-C does (FAIL, summary printed), then exits 143.
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         application(args=list(argv) if argv is not None else None, prog_name=_prog_name(application))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         err_console.print("interrupted")
-        sys.exit(EXIT_TERMINATED if _terminated else EXIT_INTERRUPTED)
+        sys.exit(interrupt_exit_code(err))
     finally:
         signal.signal(signal.SIGTERM, previous)
 

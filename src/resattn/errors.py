@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DatasetError", "ResattnError", "StorageError"]
+import signal
+from typing import Any
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "ConfigError",
+    "DatasetError",
+    "ResattnError",
+    "StorageError",
+    "Terminated",
+    "interrupt_exit_code",
+    "raise_terminated",
+]
+
+#: Exit codes: bad input (one ``error:`` line), Ctrl-C / SIGINT, SIGTERM.
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class ResattnError(Exception):
@@ -29,3 +48,19 @@ class DatasetError(ResattnError):
 
 class StorageError(ResattnError):
     """A study storage that cannot be opened, or a study that cannot be continued."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the current trial ends as FAIL and the summary prints."""
+
+    signum = signal.SIGTERM
+
+
+def raise_terminated(signum: int, frame: Any) -> None:
+    """A SIGTERM handler: raise :class:`Terminated`."""
+    raise Terminated()
+
+
+def interrupt_exit_code(err: BaseException) -> int:
+    """143 for SIGTERM (:class:`Terminated`), 130 for Ctrl-C / SIGINT."""
+    return EXIT_TERMINATED if isinstance(err, Terminated) else EXIT_INTERRUPTED

@@ -25,7 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 from resattn.build import build
 from resattn.data import Dataset, ImageData, load_dataset, split_train_val, subset_images
 from resattn.dedup import ARCH_HASH_ATTR, arch_hash, find_original
-from resattn.errors import ConfigError, StorageError
+from resattn.errors import ConfigError, StorageError, Terminated
 from resattn.notes import trial_note
 from resattn.recipe import Recipe
 from resattn.space import SearchSpace, baseline_designs, placement, sample
@@ -340,8 +340,7 @@ class Objective:
                 time.sleep(self.sleep_seconds)
             return self._run(trial)
         except KeyboardInterrupt as err:
-            # SIGTERM arrives as resattn.workers.Terminated, a KeyboardInterrupt with ``signum``.
-            how = "SIGTERM" if getattr(err, "signum", None) is not None else "Ctrl-C"
+            how = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
             trial.set_user_attr("fail_reason", f"interrupted by the user ({how})")
             raise
 
@@ -521,7 +520,7 @@ class SearchResult:
     top: tuple[TrialSummary, ...]
     best: TrialSummary | None
     pareto: tuple[TrialSummary, ...]
-    interrupted: bool
+    interrupted: str | None  # None, or the signal that stopped the search: "SIGINT" (Ctrl-C) or "SIGTERM"
     stopped_reason: str | None
     seconds: float
     device: str
@@ -598,7 +597,7 @@ def run_search(
 
     ``seed`` overrides the recipe's seed for the sampler. A ``KeyboardInterrupt`` ends the
     current trial (stored as FAIL with its reason), keeps everything stored, and returns a result
-    with ``interrupted=True``.
+    with ``interrupted`` set to ``"SIGINT"`` or ``"SIGTERM"``.
 
     ``workers > 1`` or ``gpus`` run the trials in that many worker processes on this machine
     (:mod:`resattn.workers`); the budget stays ``trials`` in total.
@@ -624,7 +623,7 @@ def run_search(
     )
     log.info("%s study %r in %s", "created" if created else "continuing", name, redact(storage))
     started = time.perf_counter()
-    interrupted = False
+    interrupted: str | None = None
     stopped_reason: str | None = None
     done = finished_count(study)
     reporter.study_started(study, trials, done)
@@ -656,8 +655,8 @@ def run_search(
                 deadline=None if timeout is None else time.monotonic() + timeout,
                 gc_after_trial=torch_device.type == "cuda", stop=lambda: converged[0] if converged else None,
             )
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as err:
+            interrupted = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
         if timeout is not None and finished_count(study) < trials and not interrupted and not stopped_reason:
             stopped_reason = f"timeout of {timeout:g} s reached"
     summary = summarize(study, top_k=top_k)

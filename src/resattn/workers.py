@@ -52,7 +52,16 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from resattn.errors import ConfigError, ResattnError
+from resattn.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    ConfigError,
+    ResattnError,
+    Terminated,
+    interrupt_exit_code,
+    raise_terminated,
+)
 
 __all__ = [
     "POLL_SECONDS",
@@ -74,31 +83,15 @@ log = logging.getLogger(__name__)
 #: How often idle workers and the parent look at the storage.
 POLL_SECONDS = 0.5
 EXIT_OK = 0
-EXIT_USAGE = 2
 EXIT_FAILURES = 3
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that the current trial ends as FAIL and the summary prints."""
-
-    signum = signal.SIGTERM
 
 
 def install_signal_handlers() -> None:
     """SIGTERM raises :class:`Terminated` (SIGINT already raises ``KeyboardInterrupt``)."""
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise Terminated()
-
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, raise_terminated)
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def _exit_code(err: BaseException) -> int:
-    return EXIT_TERMINATED if isinstance(err, Terminated) else EXIT_INTERRUPTED
 
 
 # ------------------------------------------------------------------------------------- worker plans
@@ -312,7 +305,7 @@ def run_worker(
         reason = run_trials(study, objective, trials=trials, deadline=deadline, lock_path=lock_path,
                             gc_after_trial=torch_device.type == "cuda")
     except KeyboardInterrupt as err:
-        return _exit_code(err)
+        return interrupt_exit_code(err)
     if reason:
         log.error("%s; this worker stops", reason)
         return EXIT_FAILURES
@@ -378,7 +371,7 @@ def fail_orphaned_journal_trials(study: optuna.Study) -> list[int]:
 
 @dataclass
 class ParallelOutcome:
-    interrupted: bool
+    interrupted: str | None  # None, "SIGINT" or "SIGTERM"
     stopped_reason: str | None
     exit_codes: dict[int, int | None]
 
@@ -416,7 +409,7 @@ def run_parallel(
     threads = max(1, (os.cpu_count() or 1) // max(1, cpu_workers))
     procs: dict[int, subprocess.Popen[bytes]] = {}
     handled: set[int] = set()
-    interrupted = False
+    interrupted: str | None = None
     stopped_reason: str | None = None
     with tempfile.TemporaryDirectory(prefix="resattn-workers-") as tmp:
         inputs = Path(tmp) / "inputs.pickle"
@@ -452,7 +445,7 @@ def run_parallel(
                     break
                 time.sleep(POLL_SECONDS)
         except KeyboardInterrupt as err:
-            interrupted = True
+            interrupted = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
             _stop_workers(procs, err)
             fail_dead_worker_trials(study, list(procs), "interrupted", retry=False)
         _report_new(study, seen, reporter)
@@ -573,7 +566,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as err:
-        return _exit_code(err)
+        return interrupt_exit_code(err)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from resattn.cli import (
-    EXIT_INTERRUPTED,
     _fail,
     _guard,
     _setup_logging,
@@ -19,6 +18,7 @@ from resattn.cli import (
     out_console,
     resolve_file,
 )
+from resattn.errors import interrupt_exit_code
 from resattn.search import DEFAULT_STORAGE
 
 FORMATS = ("py", "onnx")
@@ -214,10 +214,10 @@ def train_cmd(
                 spec_obj, recipe_obj, out=out_dir, source=source, device=device, resume=resume,
                 train_images=train_images, on_start=progress.start, on_epoch=progress.epoch_done,
             ))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         err_console.print(f"interrupted: the last finished epoch is checkpointed in {out_dir}; continue with "
                           "the same command plus --resume", soft_wrap=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise typer.Exit(interrupt_exit_code(err)) from None
     out_console.print(
         f"test accuracy {run.test_accuracy:.4f} on the {run.evaluated_on}; {run.epochs} epochs, "
         f"{run.seconds:.0f} s, {run.images_per_second:.0f} img/s on {run.device}", soft_wrap=True,
