@@ -93,6 +93,12 @@ def _setup_logging(verbose: bool) -> None:
 # --------------------------------------------------------------------------------------- the reporter
 
 
+def new_progress(console: Console) -> Progress:
+    """The bars of every long command (search, train): description, bar, done / total, elapsed."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
 class _Reporter:
     """Draws the search: rich bars on a terminal, plain log lines otherwise."""
 
@@ -107,14 +113,7 @@ class _Reporter:
 
     def __enter__(self) -> _Reporter:
         if self.live:
-            self.progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=self.console,
-                transient=False,
-            )
+            self.progress = new_progress(self.console)
             self.progress.start()
         return self
 

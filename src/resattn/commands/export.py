@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from resattn.cli import (
     _fail,
@@ -15,6 +15,7 @@ from resattn.cli import (
     _setup_logging,
     app,
     err_console,
+    new_progress,
     out_console,
     resolve_file,
 )
@@ -123,8 +124,7 @@ class _TrainProgress:
         if first_epoch > 1:
             self.console.print(f"resuming at epoch {first_epoch} of {epochs}")
         if self.live:
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), console=self.console)
+            self.progress = new_progress(self.console)
             self.progress.start()
             self.task = self.progress.add_task("training", total=epochs, completed=first_epoch - 1)
 
