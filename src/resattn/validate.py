@@ -34,11 +34,12 @@ from typing import Any
 
 import optuna
 import torch
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from resattn.build import build
 from resattn.dedup import ARCH_HASH_ATTR
 from resattn.errors import ConfigError, StorageError
+from resattn.inspect_study import complete_trials
 from resattn.recipe import Recipe, parse_recipe
 from resattn.search import load_trial_spec, prepare_data
 from resattn.train import resolve_device, train
@@ -137,9 +138,7 @@ def _eligible(study: optuna.Study) -> list[FrozenTrial]:
     """COMPLETE, non-duplicate trials with a finite proxy accuracy, one per architecture."""
     seen: set[str] = set()
     out = []
-    for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)), key=lambda t: t.number):
-        if t.user_attrs.get("duplicate_of") is not None or not t.values or not math.isfinite(t.values[0]):
-            continue
+    for t in sorted(complete_trials(study), key=lambda t: t.number):
         digest = t.user_attrs.get(ARCH_HASH_ATTR)
         if digest is not None:
             if digest in seen:
@@ -213,11 +212,12 @@ def validate_study(
     trained = reused = 0
     seconds = 0.0
     rows: list[ValidationRow] = []
+    done = study.user_attrs  # the re-trainings of earlier runs (one read; this run adds to the storage)
     for trial, how in picked:
         accuracies: list[float] = []
         for s in range(seeds):
             key = result_key(trial.number, epochs, s)
-            stored = _stored_accuracy(study.user_attrs.get(key))
+            stored = _stored_accuracy(done.get(key))
             if stored is not None:
                 reused += 1
                 accuracies.append(stored)
