@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "ResattnError",
+    "SpecError",
     "StorageError",
     "Terminated",
     "interrupt_exit_code",
@@ -40,6 +41,20 @@ class ConfigError(ResattnError, ValueError):
         self.reason = message
         where = ": ".join(str(p) for p in (file, key) if p)
         super().__init__(f"{where}: {message}" if where else message)
+
+
+class SpecError(ValueError):
+    """An invalid network spec. ``field`` is the dotted path of the offending value
+    (``layers[2].attention.name``); the message names the bad value and what is allowed."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.reason = message
+        super().__init__(f"{field}: {message}" if field else message)
+
+    def under(self, prefix: str) -> SpecError:
+        """The same error, with its field path moved under ``prefix``."""
+        return SpecError(f"{prefix}.{self.field}" if self.field else prefix, self.reason)
 
 
 class DatasetError(ResattnError):

@@ -1,0 +1,163 @@
+"""``resattn dashboard`` / ``studies`` / ``show`` / ``report``: look at a stored study."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from resattn.cli.common import DEFAULT_STORAGE, StorageOpt, StudyOpt, guard, out_console, setup_logging
+
+
+def _num(x: float | None, digits: int = 4) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+# --------------------------------------------------------------------------------------- dashboard
+
+
+def make_dashboard_server(storage_url: str, host: str = "127.0.0.1", port: int = 8080) -> Any:
+    """optuna-dashboard's WSGI app on ``storage_url``, served by a :mod:`wsgiref` server bound to
+    ``host:port`` (``port`` 0: a free port; read it from ``server.server_address``). The caller runs
+    ``server.serve_forever()`` and ends it with ``server.shutdown()``; then ``server.server_close()``.
+    Raises :class:`resattn.errors.StorageError` for a storage that cannot be opened."""
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    import optuna_dashboard
+
+    from resattn.study.storage import open_existing_storage
+
+    class _Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    class _Server(WSGIServer):
+        daemon_threads = True
+        allow_reuse_address = True
+
+    storage = open_existing_storage(storage_url)
+    return make_server(host, port, optuna_dashboard.wsgi(storage), server_class=_Server, handler_class=_Quiet)
+
+
+def dashboard_cmd(
+    storage: StorageOpt = DEFAULT_STORAGE,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port).", min=0, max=65535)] = 8080,
+) -> None:
+    """Browse the studies in optuna-dashboard (placement notes, history, importances). Ctrl-C stops it."""
+    setup_logging(False)
+
+    def start() -> Any:
+        from resattn.errors import StorageError
+
+        try:
+            return make_dashboard_server(storage, host, port)
+        except OSError as err:
+            raise StorageError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
+
+    server = guard(start)
+    bound_host, bound_port = server.server_address[:2]
+    shown = "127.0.0.1" if bound_host in ("0.0.0.0", "") else bound_host
+    out_console.print(f"optuna-dashboard on {storage}: http://{shown}:{bound_port}/  (Ctrl-C to stop)")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        out_console.print("dashboard stopped")
+    finally:
+        server.server_close()
+
+
+# ----------------------------------------------------------------------------------- studies / show
+
+
+def studies_cmd(storage: StorageOpt = DEFAULT_STORAGE) -> None:
+    """List the studies in a storage: trial counts, best accuracy, space and recipe."""
+    from resattn.analysis.inspect import list_studies
+
+    setup_logging(False)
+    infos = guard(lambda: list_studies(storage))
+    if not infos:
+        out_console.print(f"no study in {storage}")
+        return
+    table = Table(title=f"studies in {storage}", title_justify="left")
+    for col in ("study", "complete", "pruned", "failed", "running", "best", "space", "recipe", "objectives"):
+        table.add_column(col, justify="right" if col in ("complete", "pruned", "failed", "running", "best")
+                         else "left", overflow="fold")
+    for s in infos:
+        table.add_row(s.name, str(s.complete), str(s.pruned), str(s.failed), str(s.running), _num(s.best),
+                      s.space or "—", s.recipe or "—", ", ".join(s.metric_names))
+    out_console.print(table)
+
+
+def show_cmd(
+    storage: StorageOpt = DEFAULT_STORAGE,
+    study: StudyOpt = None,
+    top: Annotated[int, typer.Option(help="How many of the best trials to show.", min=1)] = 5,
+) -> None:
+    """The best trials of a study (the Pareto front with several objectives), with placements and the
+    command that exports each."""
+    from resattn.analysis.inspect import export_command, list_studies, top_trials
+    from resattn.study.storage import load_study
+
+    setup_logging(False)
+    study_obj = guard(lambda: load_study(storage, study))
+    (info,) = guard(lambda: list_studies(storage, [study_obj.study_name]))
+    out_console.print(
+        f"study {info.name}: {info.complete} complete, {info.pruned} pruned, {info.failed} failed"
+        f" (space {info.space or '—'}, recipe {info.recipe or '—'})"
+    )
+    rows = top_trials(study_obj, top)
+    if not rows:
+        out_console.print("no trial has completed yet")
+        return
+    title = "Pareto front" if len(study_obj.directions) > 1 else f"Top {len(rows)} trials"
+    table = Table(title=title, title_justify="left")
+    for col in ("trial", "val_acc", "params", "MFLOPs", "epochs", "placement"):
+        table.add_column(col, justify="left" if col == "placement" else "right", overflow="fold")
+    for t in rows:
+        table.add_row(
+            str(t.number), _num(t.value), f"{t.params:,}" if t.params is not None else "—",
+            f"{t.flops / 1e6:.1f}" if t.flops is not None else "—", str(t.epochs_run or "—"),
+            "  ".join(t.placement) + (f"  ({t.design})" if t.design else ""),
+        )
+    out_console.print(table)
+    out_console.print("export:")
+    for t in rows:
+        out_console.print(f"  trial {t.number}: {export_command(storage, info.name, t.number)}", soft_wrap=True)
+
+
+# ----------------------------------------------------------------------------------------- report
+
+
+def report_cmd(
+    storage: StorageOpt = DEFAULT_STORAGE,
+    study: StudyOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder [default: studies/report-<study>].")] = None,
+) -> None:
+    """Write a self-contained HTML report (report.html) and PNG figures: placement map (which pattern
+    wins at which slot), history with the baselines, per-slot importances, accuracy vs size with the
+    Pareto front, pruning savings."""
+    from resattn.analysis.report import write_report
+    from resattn.study.storage import load_study
+
+    setup_logging(False)
+    study_obj = guard(lambda: load_study(storage, study))
+    folder = out if out is not None else Path("studies") / f"report-{study_obj.study_name}"
+    result = write_report(study_obj, folder, storage_url=storage)
+    if result.message:
+        out_console.print(result.message, soft_wrap=True)
+        return
+    out_console.print(f"report of study {result.study_name}: {result.html}")
+    for name, path in result.pngs.items():
+        out_console.print(f"  {name}: {path}")
+    for name, caption in result.captions.items():
+        if name in ("placement-map", "pruning") or name not in result.pngs:
+            out_console.print(f"{name}: {caption}", soft_wrap=True)
+
+
+__all__ = ["dashboard_cmd", "make_dashboard_server", "report_cmd", "show_cmd", "studies_cmd"]

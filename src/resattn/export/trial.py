@@ -1,0 +1,129 @@
+"""Export a trial of a stored study: pick it (by number, or the best), read its spec, write the file."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Any
+
+from resattn.export.source import _HEADER_KEY_RE, ExportError, _clean_text, _short, check_class_name, write_export
+from resattn.model.spec import NetSpec
+from resattn.study import keys
+from resattn.study.records import load_trial_spec
+from resattn.study.storage import load_study
+
+__all__ = ["export_trial", "trial_spec"]
+
+
+def _fmt_value(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 and float(value).is_integer() else f"{value:.4g}"
+
+
+def _pick_trial(study: Any, trial: int | None, best: bool) -> Any:
+    from optuna.trial import TrialState
+
+    name = study.study_name
+    if trial is not None and best:
+        raise ExportError("give either a trial number (--trial N) or --best, not both")
+    if trial is None and not best:
+        raise ExportError(
+            f"say which trial of study {name!r} to export: a trial number (--trial N) or --best"
+        )
+    if trial is not None:
+        if type(trial) is not int or trial < 0:
+            raise ExportError(f"trial must be a trial number (an integer >= 0), got {_short(trial)}")
+        found = [t for t in study.get_trials(deepcopy=False) if t.number == trial]
+        if not found:
+            count = len(study.get_trials(deepcopy=False))
+            known = f"its trials are numbered 0 to {count - 1}" if count else "it has no trials"
+            raise ExportError(f"study {name!r} has no trial {trial}; {known}")
+        chosen = found[0]
+    else:
+        if len(study.directions) > 1:
+            names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
+            front = sorted(study.best_trials, key=lambda t: t.number)
+            listed = "; ".join(
+                f"#{t.number} ("
+                + ", ".join(f"{m}={_fmt_value(v)}" for m, v in zip(names, t.values, strict=False))
+                + ")"
+                for t in front
+            ) or "none yet"
+            raise ExportError(
+                f"study {name!r} has {len(study.directions)} objectives ({', '.join(names)}), so there is no "
+                f"single best trial; choose one with --trial N from the Pareto front: {listed}"
+            )
+        try:
+            chosen = study.best_trial
+        except ValueError:
+            raise ExportError(f"study {name!r} has no complete trial yet, so there is no best one") from None
+    if chosen.state != TrialState.COMPLETE:
+        reason = chosen.user_attrs.get(keys.FAIL_REASON) if chosen.state == TrialState.FAIL else None
+        extra = f" ({_clean_text(str(reason))})" if reason else ""
+        raise ExportError(
+            f"trial {chosen.number} of study {name!r} is {chosen.state.name}{extra}, not COMPLETE; "
+            "only complete trials can be exported"
+        )
+    return chosen
+
+
+def _trial_header(study: Any, chosen: Any) -> dict[str, Any]:
+    from resattn import __version__
+
+    header: dict[str, Any] = {"study": study.study_name, "trial": chosen.number}
+    names = study.metric_names or (["val_accuracy"] if len(study.directions) == 1 else
+                                   [f"objective {i}" for i in range(len(study.directions))])
+    for metric, value in zip(names, chosen.values or (), strict=False):
+        if type(metric) is str and _HEADER_KEY_RE.fullmatch(metric):
+            header.setdefault(metric, float(value))
+    for key in ("params", "flops"):
+        value = chosen.user_attrs.get(key)
+        if type(value) is int:
+            header.setdefault(key, value)
+    placement = chosen.user_attrs.get(keys.PLACEMENT)
+    if isinstance(placement, list) and all(type(p) is str for p in placement):
+        header["placement"] = placement
+    header["resattn"] = __version__
+    header["date"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return header
+
+
+def export_trial(
+    storage: str,
+    study_name: str | None,
+    *,
+    trial: int | None = None,
+    best: bool = False,
+    out: Path,
+    class_name: str = "ResAttnNet",
+) -> Path:
+    """Export a complete trial of a study to the file ``out``; returns the path written.
+
+    ``study_name`` may be ``None`` when the storage holds exactly one study. Give ``trial=N``, or
+    ``best=True`` for the best trial of a single-objective study (a multi-objective study has no
+    single best: the error lists its Pareto front). The file's docstring records the study, trial,
+    objective values, params, FLOPs, placement, resattn version and date. A storage, study or
+    recorded spec that cannot be read is a :class:`~resattn.errors.StorageError`, anything else an
+    :class:`ExportError`; both are one readable line, and nothing is written then.
+    """
+
+    check_class_name(class_name)  # fail fast, before touching the storage
+    study, chosen, spec = _load_trial(storage, study_name, trial, best)
+    return write_export(out, spec, class_name=class_name, header=_trial_header(study, chosen))
+
+
+def trial_spec(storage: str, study_name: str | None, *, trial: int | None = None,
+               best: bool = False) -> tuple[NetSpec, str, int]:
+    """The spec of a complete trial, chosen as :func:`export_trial` chooses it (same errors);
+    returns ``(spec, study_name, trial_number)``. Used by ``resattn train --study``."""
+    study, chosen, spec = _load_trial(storage, study_name, trial, best)
+    return spec, study.study_name, chosen.number
+
+
+def _load_trial(storage: str, study_name: str | None, trial: int | None, best: bool) -> tuple[Any, Any, NetSpec]:
+    """``(study, trial, spec)``: the study (the storage's only one when ``study_name`` is None), the
+    trial picked by number or ``best``, and its recorded spec. A storage, study or recorded spec that
+    cannot be read is a :class:`~resattn.errors.StorageError`; a bad choice of trial an :class:`ExportError`."""
+
+    study = load_study(storage, study_name)
+    chosen = _pick_trial(study, trial, best)
+    return study, chosen, load_trial_spec(chosen, study.study_name)

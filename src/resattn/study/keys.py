@@ -1,0 +1,81 @@
+"""The names a study is stored under, defined once: trial and study user-attribute keys, and the
+default storage. Standard library only, so the command line can read them without importing optuna
+or torch.
+
+A trial's user attributes (DESIGN.md §4) — every one optional for trials made by older versions:
+
+========================  ======================================================================
+``spec``                  the trained :class:`~resattn.model.spec.NetSpec` as JSON
+``placement``             ``["s1=pattern2[eca]", …]``: each slot's block label
+``params`` / ``flops``    parameter count, forward FLOPs of one image
+``device``                where it trained
+``arch_hash``             canonical hash of the spec (:mod:`resattn.study.dedup`)
+``epochs_run``            epochs trained
+``seconds``               training seconds
+``images_per_second``     training throughput
+``fail_reason``           why a trial failed, or why it was pruned before training
+``design``                the baseline design a queued trial is (``all-residual``, …)
+``duplicate_of``          the trial whose architecture this one repeats (not trained again)
+``saved_seconds``         the training time that saved
+``hostname``/``worker_pid``  the process that ran it
+========================  ======================================================================
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ARCH_HASH",
+    "DEFAULT_STORAGE",
+    "DESIGN",
+    "DEVICE",
+    "DUPLICATE_OF",
+    "EPOCHS_RUN",
+    "FAIL_REASON",
+    "FLOPS",
+    "HOSTNAME",
+    "IMAGES_PER_SECOND",
+    "PARAMS",
+    "PLACEMENT",
+    "SAVED_SECONDS",
+    "SECONDS",
+    "SPEC",
+    "STUDY_READY",
+    "STUDY_RECIPE",
+    "STUDY_RECIPE_FINGERPRINT",
+    "STUDY_SPACE",
+    "STUDY_SPACE_FINGERPRINT",
+    "STUDY_VERSION",
+    "VALIDATE_PREFIX",
+    "WORKER_PID",
+]
+
+#: Where studies are stored when no ``--storage`` is given.
+DEFAULT_STORAGE = "sqlite:///studies/resattn.db"
+
+# ------------------------------------------------------------------------------ trial attributes
+SPEC = "spec"
+PLACEMENT = "placement"
+PARAMS = "params"
+FLOPS = "flops"
+DEVICE = "device"
+ARCH_HASH = "arch_hash"
+EPOCHS_RUN = "epochs_run"
+SECONDS = "seconds"
+IMAGES_PER_SECOND = "images_per_second"
+FAIL_REASON = "fail_reason"
+DESIGN = "design"
+DUPLICATE_OF = "duplicate_of"
+SAVED_SECONDS = "saved_seconds"
+HOSTNAME = "hostname"
+WORKER_PID = "worker_pid"
+
+# ------------------------------------------------------------------------------ study attributes
+STUDY_SPACE = "resattn.space"
+STUDY_SPACE_FINGERPRINT = "resattn.space_fingerprint"
+STUDY_RECIPE = "resattn.recipe"
+STUDY_RECIPE_FINGERPRINT = "resattn.recipe_fingerprint"
+STUDY_VERSION = "resattn.version"
+#: Written last by the process that creates a study: its space, recipe and baselines are all stored.
+STUDY_READY = "resattn.ready"
+#: ``resattn validate``'s results: ``resattn.validate.<trial>.<epochs>.<seed>``, ``….kendall_tau``, …
+VALIDATE_PREFIX = "resattn.validate."

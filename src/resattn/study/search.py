@@ -1,0 +1,253 @@
+"""The search: run (or continue) a study until its budget of trials has finished, in this process or
+in worker processes, and summarise what it left behind (DESIGN.md §4).
+
+The library reports progress through a :class:`~resattn.study.objective.SearchReporter` (the CLI
+draws it with rich) and logs; it never prints."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from resattn.errors import ConfigError, Terminated
+from resattn.study.keys import DEFAULT_STORAGE
+from resattn.study.loop import run_trials
+from resattn.study.objective import NullReporter, Objective, SearchReporter, prepare_data
+from resattn.study.recipe import Recipe
+from resattn.study.records import TrialSummary, finished_count, summarize
+from resattn.study.setup import default_study_name, open_study
+from resattn.study.space import SearchSpace
+from resattn.study.storage import open_storage, redact
+from resattn.study.workers import fail_orphaned_journal_trials, parse_gpus, plan_workers, run_parallel
+from resattn.training.loop import resolve_device
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "SearchResult",
+    "TrialSummary",
+    "convergence_callback",
+    "run_search",
+    "search_notices",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search run leaves behind (the study itself is in the storage)."""
+
+    study_name: str
+    storage: str
+    target: int
+    finished: int
+    complete: int
+    pruned: int
+    failed: int
+    top: tuple[TrialSummary, ...]
+    best: TrialSummary | None
+    pareto: tuple[TrialSummary, ...]
+    interrupted: str | None  # None, or the signal that stopped the search: "SIGINT" (Ctrl-C) or "SIGTERM"
+    stopped_reason: str | None
+    seconds: float
+    device: str
+    #: Trials that repeated an already-trained architecture, and the training seconds that saved.
+    duplicates: int = 0
+    saved_seconds: float = 0.0
+    #: Distinct architectures among the COMPLETE trials (duplicates counted once).
+    architectures: int = 0
+    #: Trials ended as PRUNED because their model was over search.max_params / max_flops.
+    over_budget: int = 0
+    #: One-line notices for the user (e.g. a pruner ignored with several objectives).
+    notices: tuple[str, ...] = ()
+
+
+def run_search(
+    space: SearchSpace,
+    recipe: Recipe,
+    *,
+    trials: int,
+    storage: str = DEFAULT_STORAGE,
+    study_name: str | None = None,
+    timeout: float | None = None,
+    device: str = "auto",
+    seed: int | None = None,
+    workers: int = 1,
+    gpus: Sequence[str] | str | None = None,
+    workers_per_gpu: int = 1,
+    reporter: SearchReporter | None = None,
+    top_k: int = 5,
+    stop_when_converged: bool = False,
+) -> SearchResult:
+    """Run (or continue) the study until ``trials`` trials in total have finished.
+
+    ``seed`` overrides the recipe's seed for the sampler. A ``KeyboardInterrupt`` ends the
+    current trial (stored as FAIL with its reason), keeps everything stored, and returns a result
+    with ``interrupted`` set to ``"SIGINT"`` or ``"SIGTERM"``.
+
+    ``workers > 1`` or ``gpus`` run the trials in that many worker processes on this machine
+    (:mod:`resattn.study.workers`); the budget stays ``trials`` in total.
+
+    ``stop_when_converged`` (one objective, this process) ends the study early when Optuna's
+    terminator judges that further trials are unlikely to beat the best by more than the noise
+    (:func:`convergence_callback`); ``stopped_reason`` then reads "converged (terminator)".
+    """
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+        raise ConfigError(f"must be a positive integer, got {trials!r}", key="--trials")
+    if timeout is not None and not timeout > 0:
+        raise ConfigError(f"must be a positive number of seconds, got {timeout!r}", key="--timeout")
+    reporter = reporter or NullReporter()
+    notices = search_notices(recipe, stop_when_converged=stop_when_converged, workers=workers, gpus=gpus)
+    for notice in notices:
+        log.warning("%s", notice)
+    plans = _worker_plans(workers, gpus, workers_per_gpu, device)
+    torch_device = resolve_device(device)
+    name = study_name or default_study_name(space, recipe)
+    store = open_storage(storage)
+    study, created = open_study(
+        store, name, space, recipe, seed=seed if seed is not None else recipe.search.seed
+    )
+    log.info("%s study %r in %s", "created" if created else "continuing", name, redact(storage))
+    started = time.perf_counter()
+    interrupted: str | None = None
+    stopped_reason: str | None = None
+    done = finished_count(study)
+    reporter.study_started(study, trials, done)
+    if done < trials and plans:
+        outcome = run_parallel(
+            study, space, recipe, storage=storage, trials=trials, plans=plans, timeout=timeout,
+            seed=seed if seed is not None else recipe.search.seed, reporter=reporter,
+            verbose=log.isEnabledFor(logging.DEBUG),
+        )
+        interrupted, stopped_reason = outcome.interrupted, outcome.stopped_reason
+        if timeout is not None and finished_count(study) < trials and not interrupted and not stopped_reason:
+            stopped_reason = f"timeout of {timeout:g} s reached"
+    elif done < trials:
+        fail_orphaned_journal_trials(study)  # a journal file has no heartbeat: our own dead runs
+        _, data = prepare_data(recipe, torch_device)
+        objective = Objective(space, recipe, data, torch_device, reporter)
+        callbacks: list[Any] = [lambda study, trial: reporter.trial_finished(study, trial, finished_count(study))]
+        converged: list[str] = []
+        if stop_when_converged and len(recipe.search.objectives) == 1:
+            callbacks.append(convergence_callback(lambda: converged.append("converged (terminator)"),
+                                                  recipe.search.convergence_noise))
+        try:
+            stopped_reason = run_trials(
+                study, objective, trials=trials, callbacks=callbacks,
+                deadline=None if timeout is None else time.monotonic() + timeout,
+                gc_after_trial=torch_device.type == "cuda", stop=lambda: converged[0] if converged else None,
+            )
+        except KeyboardInterrupt as err:
+            interrupted = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
+        if timeout is not None and finished_count(study) < trials and not interrupted and not stopped_reason:
+            stopped_reason = f"timeout of {timeout:g} s reached"
+    summary = summarize(study, top_k=top_k)
+    return SearchResult(
+        study_name=name,
+        storage=storage,
+        target=trials,
+        finished=finished_count(study),
+        complete=summary["complete"],
+        pruned=summary["pruned"],
+        failed=summary["failed"],
+        top=summary["top"],
+        best=summary["best"],
+        pareto=summary["pareto"],
+        interrupted=interrupted,
+        stopped_reason=stopped_reason,
+        seconds=time.perf_counter() - started,
+        device=str(torch_device),
+        duplicates=summary["duplicates"],
+        saved_seconds=summary["saved_seconds"],
+        architectures=summary["architectures"],
+        over_budget=summary["over_budget"],
+        notices=tuple(notices),
+    )
+
+
+def search_notices(
+    recipe: Recipe, *, stop_when_converged: bool = False, workers: int = 1, gpus: Any = None
+) -> list[str]:
+    """What the user must be told once before a search: settings that are ignored, and why."""
+    out: list[str] = []
+    objectives = recipe.search.objectives
+    if len(objectives) > 1 and recipe.search.pruner != "none":
+        out.append(
+            f"pruner {recipe.search.pruner!r} ignored: Optuna cannot prune with several objectives "
+            f"({', '.join(objectives)}); every trial trains all {recipe.train.epochs} epochs"
+        )
+    if stop_when_converged and len(objectives) > 1:
+        out.append("--stop-when-converged ignored: the terminator supports one objective only")
+    elif stop_when_converged and (workers > 1 or gpus):
+        out.append("--stop-when-converged ignored: it works in a single-process search only")
+    return out
+
+
+#: Terminator settings: never judge before this many COMPLETE trials; stop when the regret bound
+#: (how much the best val_accuracy can still improve) falls below the proxy's own noise, i.e. the
+#: accuracy difference that re-training the same network with another seed produces (0.005 = half a
+#: percentage point; measure yours with `resattn validate --seeds 2`).
+TERMINATOR_MIN_TRIALS = 20
+
+
+TERMINATOR_NOISE = 0.005
+
+
+def convergence_callback(on_stop: Any, noise: float = TERMINATOR_NOISE) -> Any:
+    """A study callback that stops the study when Optuna's terminator says it has converged.
+
+    Improvement: :class:`~optuna.terminator.RegretBoundEvaluator` (a GP upper bound of how much
+    the best accuracy can still improve). Error: :class:`~optuna.terminator.StaticErrorEvaluator`
+    with ``noise`` (the recipe's ``search.convergence_noise``, default :data:`TERMINATOR_NOISE`),
+    the seed-to-seed noise of a proxy accuracy: an improvement
+    smaller than that could not be told from luck. (Optuna's default, cross-validation error,
+    needs CV folds that resattn does not have; its MedianErrorEvaluator is scale-free and hardly
+    ever fires on proxy accuracies.) Evaluated after COMPLETE trials only; any terminator error is
+    logged and the search goes on. Optuna marks ``optuna.terminator`` deprecated since 4.9 (to be
+    removed in 6.0): the warning is silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        from optuna.terminator import RegretBoundEvaluator, StaticErrorEvaluator, Terminator
+
+        terminator = Terminator(
+            improvement_evaluator=RegretBoundEvaluator(),
+            error_evaluator=StaticErrorEvaluator(constant=noise),
+            min_n_trials=TERMINATOR_MIN_TRIALS,
+        )
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if trial.state != TrialState.COMPLETE or getattr(study, "_stop_flag", False):
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                warnings.simplefilter("ignore", FutureWarning)
+                stop = terminator.should_terminate(study)
+        except Exception as err:  # a GP that cannot be fitted must not end the search
+            log.debug("terminator: %s", err)
+            return
+        if stop:
+            log.info("terminator: the study has converged after trial %d", trial.number)
+            on_stop()
+            study.stop()
+
+    return callback
+
+
+def _worker_plans(workers: int, gpus: Sequence[str] | str | None, workers_per_gpu: int, device: str) -> list[Any]:
+    """The worker processes to start; ``[]`` means "run in this process"."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"must be a positive integer, got {workers!r}", key="--workers")
+    gpu_list = parse_gpus(gpus)
+    if workers == 1 and not gpu_list:
+        return []
+    return plan_workers(workers, gpu_list, workers_per_gpu, device)

@@ -1,0 +1,152 @@
+"""`resattn dashboard` / `studies` / `show` / `report` on a real quick study."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from resattn.cli.inspect import make_dashboard_server
+from resattn.cli.main import main
+from resattn.study.records import summarize
+from tests.helpers import STUDY, url
+
+pytestmark = pytest.mark.slow  # a real (tiny) search trains models
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    out, err = capsys.readouterr()
+    code = exc.value.code if isinstance(exc.value.code, int) else (0 if exc.value.code is None else 1)
+    return code, out, err
+
+
+def get_json(address: str, path: str) -> dict:
+    with urllib.request.urlopen(f"{address}{path}", timeout=30) as resp:
+        assert resp.status == 200
+        return json.loads(resp.read())
+
+
+def check_dashboard_api(address: str, db: Path) -> None:
+    studies = get_json(address, "/api/studies")["study_summaries"]
+    assert [s["study_name"] for s in studies] == [STUDY]
+    detail = get_json(address, f"/api/studies/{studies[0]['study_id']}")
+    study = optuna.load_study(study_name=STUDY, storage=url(db))
+    assert len(detail["trials"]) == len(study.trials)
+    bodies = [t["note"]["body"] for t in detail["trials"]]
+    # Every trial carries its placement table as a dashboard note.
+    assert all("| slot | kind | attention(s) |" in b for b in bodies)
+    assert any("| s1 | pattern4 |" in b for b in bodies)
+
+
+def test_dashboard_server_in_a_thread(inspect_db):
+    server = make_dashboard_server(url(inspect_db), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        check_dashboard_api(f"http://{host}:{port}", inspect_db)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_dashboard_command_prints_address_and_stops_on_ctrl_c(inspect_db):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from resattn.cli.main import main; main()", "dashboard", "--storage", url(inspect_db),
+         "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        line = proc.stdout.readline()  # blocks until the server is listening
+        assert "http://127.0.0.1:" in line, line + proc.stderr.read()
+        address = line.split("http://", 1)[1].split("/", 1)[0]
+        check_dashboard_api(f"http://{address}", inspect_db)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode in (0, 130), err
+    assert "Traceback" not in err
+
+
+def test_dashboard_bad_storage_exits_2(capsys, tmp_path):
+    code, _, err = run_cli(["dashboard", "--storage", "nosuch://x", "--port", "0"], capsys)
+    assert code == 2 and err.startswith("error:")
+    code, _, err = run_cli(["dashboard", "--storage", f"sqlite:///{tmp_path / 'none.db'}", "--port", "0"], capsys)
+    assert code == 2 and "no such file" in err
+
+
+def test_studies_table(inspect_db, capsys):
+    code, out, err = run_cli(["studies", "--storage", url(inspect_db)], capsys)
+    assert code == 0, err
+    study = optuna.load_study(study_name=STUDY, storage=url(inspect_db))
+    counts = [sum(t.state == s for t in study.trials) for s in (TrialState.COMPLETE, TrialState.PRUNED,
+                                                                  TrialState.FAIL)]
+    row = next(line for line in out.splitlines() if STUDY in line)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells[:4] == [STUDY, *map(str, counts)]
+    assert cells[5] == f"{study.best_value:.4f}" and cells[6:8] == ["quick", "quick"]
+
+
+def test_show_lists_best_trials_and_export_commands(inspect_db, capsys):
+    code, out, err = run_cli(["show", "--storage", url(inspect_db), "--top", "3"], capsys)
+    assert code == 0, err
+    study = optuna.load_study(study_name=STUDY, storage=url(inspect_db))
+    top = summarize(study, top_k=3)["top"]
+    assert len(top) == 3
+    for t in top:
+        assert f"resattn export --storage {url(inspect_db)} --study {STUDY} --trial {t.number} " \
+               "--out studies/winner.py" in out
+        assert t.placement[0] in out
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    assert [int(r.strip("│ ").split("│")[0]) for r in rows] == [t.number for t in top]
+
+
+def test_show_and_report_need_a_study_name_when_there_are_several(tmp_path, capsys):
+    db = tmp_path / "two.db"
+    for name in ("alpha", "beta"):
+        optuna.create_study(study_name=name, storage=url(db))
+    for cmd in ("show", "report"):
+        code, _, err = run_cli([cmd, "--storage", url(db)], capsys)
+        assert code == 2 and "'alpha', 'beta'" in err
+    code, _, err = run_cli(["show", "--storage", url(db), "--study", "gamma"], capsys)
+    assert code == 2 and "no study 'gamma'" in err
+
+
+def test_report_default_folder(inspect_db, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli(["report", "--storage", url(inspect_db)], capsys)
+    assert code == 0, err
+    folder = tmp_path / "studies" / f"report-{STUDY}"
+    assert (folder / "report.html").stat().st_size > 1_000_000
+    for name in ("placement-map", "history", "importances", "pareto", "pruning"):
+        assert (folder / f"{name}.png").stat().st_size > 10_000
+        assert f"{name}: studies/report-{STUDY}/{name}.png" in out
+    assert "placement-map: Best by mean val accuracy" in out
+    assert "epochs trained in total" in out
+
+
+def test_report_of_a_one_trial_study(tmp_path, capsys):
+    db = tmp_path / "one.db"
+    study = optuna.create_study(study_name="one", storage=url(db), direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.4))
+    code, out, err = run_cli(["report", "--storage", url(db), "--out", str(tmp_path / "rep")], capsys)
+    assert code == 0, err
+    assert "a report needs at least 2" in out
+    assert not (tmp_path / "rep").exists()
