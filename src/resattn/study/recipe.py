@@ -155,6 +155,10 @@ _TABLES: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "search": 
 #: Keys of ``data`` that do not change results (excluded from the fingerprint).
 #: ``search.space`` only picks the default space; the space itself is fingerprinted on its own.
 _NOT_FINGERPRINTED = {"data": ("data_dir",), "search": ("space", "convergence_noise")}
+#: Keys added after studies already existed: fingerprinted only when they differ from the value that
+#: reproduces the old behaviour, so a study created before they existed continues with the same recipe.
+#: table -> key -> that value.
+_FINGERPRINTED_UNLESS: dict[str, dict[str, Any]] = {}
 
 
 def _fields(cls: type) -> tuple[str, ...]:
@@ -190,7 +194,9 @@ class Recipe:
         content: dict[str, Any] = {"format": RECIPE_FORMAT}
         for table in _TABLES:
             values = getattr(self, table).to_dict()
-            content[table] = {k: v for k, v in values.items() if k not in _NOT_FINGERPRINTED.get(table, ())}
+            added = _FINGERPRINTED_UNLESS.get(table, {})
+            content[table] = {k: v for k, v in values.items() if k not in _NOT_FINGERPRINTED.get(table, ())
+                              and not (k in added and v == added[k])}
         text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()
 
