@@ -164,11 +164,11 @@ def test_overrides_parse_types() -> None:
             "train.schedule = cosine",
         ]
     )
-    assert (o.train.epochs, o.train.lr, o.train.flip, o.train.bf16, o.train.nesterov) == (
+    assert (o.train.epochs, o.train.lr, o.train.flip, o.train.precision, o.train.nesterov) == (
         3,
         0.05,
         False,
-        False,
+        "fp32",  # the deprecated train.bf16=0 reads as precision fp32
         True,
     )
     assert o.train.schedule == "cosine"

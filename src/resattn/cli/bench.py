@@ -31,6 +31,13 @@ def bench_cmd(
                           "(a fresh --search-trials study of the quick recipe each, in a temporary journal file)."),
     ] = None,
     search_trials: Annotated[int, typer.Option(min=1, help="Trials per worker count with --workers.")] = 8,
+    precision: Annotated[
+        str, typer.Option(help="Fast loop: auto (a timed probe decides) | fp32 | bf16.")
+    ] = "auto",
+    channels_last: Annotated[str, typer.Option(help="Fast loop: auto | on | off.")] = "auto",
+    compile_: Annotated[
+        str, typer.Option("--compile", help="Fast loop: auto (only if the timed steps repay it) | on | off.")
+    ] = "auto",
 ) -> None:
     """Images/s of the fast proxy loop vs a plain DataLoader loop; with --workers, search trials/hour.
 
@@ -43,11 +50,14 @@ def bench_cmd(
     if search_workers is not None:
         _scaling_bench(search_workers, search_trials, dataset, device)
         return
+    from resattn.training.config import TrainConfig
+
+    config = guard(lambda: TrainConfig(precision=precision, channels_last=channels_last, compile=compile_))
     spec, ds, dev = guard(lambda: _bench_inputs(space, dataset, device, design))
     out_console.print(f"bench: design {design} of space {space}, dataset {dataset}, device {dev}")
     result = guard(
         lambda: run_bench(spec, ds, device=dev, batch_size=batch_size, steps=steps,
-                          warmup_steps=warmup_steps, num_workers=loader_workers)
+                          warmup_steps=warmup_steps, num_workers=loader_workers, config=config)
     )
     out_console.print(format_bench(result))
 

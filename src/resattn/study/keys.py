@@ -9,6 +9,9 @@ A trial's user attributes (DESIGN.md §4) — every one optional for trials made
 ``placement``             ``["s1=pattern2[eca]", …]``: each slot's block label
 ``params`` / ``flops``    parameter count, forward FLOPs of one image
 ``device``                where it trained
+``precision``             ``bf16`` or ``fp32``, as chosen for this run (:mod:`resattn.training.precision`)
+``channels_last``         whether it trained in channels_last memory format
+``compiled``              whether it trained through ``torch.compile``
 ``arch_hash``             canonical hash of the spec (:mod:`resattn.study.dedup`)
 ``epochs_run``            epochs trained
 ``seconds``               training seconds
@@ -25,6 +28,8 @@ from __future__ import annotations
 
 __all__ = [
     "ARCH_HASH",
+    "CHANNELS_LAST",
+    "COMPILED",
     "DEFAULT_STORAGE",
     "DESIGN",
     "DEVICE",
@@ -36,6 +41,7 @@ __all__ = [
     "IMAGES_PER_SECOND",
     "PARAMS",
     "PLACEMENT",
+    "PRECISION",
     "SAVED_SECONDS",
     "SECONDS",
     "SPEC",
@@ -58,6 +64,9 @@ PLACEMENT = "placement"
 PARAMS = "params"
 FLOPS = "flops"
 DEVICE = "device"
+PRECISION = "precision"
+CHANNELS_LAST = "channels_last"
+COMPILED = "compiled"
 ARCH_HASH = "arch_hash"
 EPOCHS_RUN = "epochs_run"
 SECONDS = "seconds"

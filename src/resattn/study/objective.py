@@ -207,6 +207,10 @@ class Objective:
         def on_epoch(result: EpochResult) -> None:
             acc = float(result.val_accuracy if result.val_accuracy is not None else float("nan"))
             trial.set_user_attr(keys.EPOCHS_RUN, result.epoch)
+            if result.execution is not None and result.epoch == 1:  # how it ran, as chosen on this device
+                trial.set_user_attr(keys.PRECISION, result.execution.precision)
+                trial.set_user_attr(keys.CHANNELS_LAST, result.execution.channels_last)
+                trial.set_user_attr(keys.COMPILED, result.execution.compile)
             trial.set_user_attr(keys.SECONDS, round(time.perf_counter() - started, 3))
             trial.set_user_attr(keys.IMAGES_PER_SECOND, round(result.images_per_second, 1))
             if single:

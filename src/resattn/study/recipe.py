@@ -42,6 +42,7 @@ import hashlib
 import json
 import logging
 import math
+import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -154,7 +155,16 @@ class SearchConfig:
 _TABLES: dict[str, type] = {"data": DataConfig, "train": TrainConfig, "search": SearchConfig}
 #: Keys of ``data`` that do not change results (excluded from the fingerprint).
 #: ``search.space`` only picks the default space; the space itself is fingerprinted on its own.
-_NOT_FINGERPRINTED = {"data": ("data_dir",), "search": ("space", "convergence_noise")}
+#: ``train.precision`` / ``channels_last`` / ``compile`` are how this process runs the training, chosen
+#: per device like the device itself, and recorded on every trial (``precision``, ``channels_last``, ``compiled``).
+_NOT_FINGERPRINTED = {
+    "data": ("data_dir",),
+    "train": ("precision", "channels_last", "compile"),
+    "search": ("space", "convergence_noise"),
+}
+#: What the fingerprint of a recipe made before those settings existed held in their place (their
+#: defaults then), so such studies continue.
+_LEGACY_FINGERPRINT: dict[str, dict[str, Any]] = {"train": {"bf16": True, "channels_last": True}}
 #: Keys added after studies already existed: fingerprinted only when they differ from the value that
 #: reproduces the old behaviour, so a study created before they existed continues with the same recipe.
 #: table -> key -> that value.
@@ -162,7 +172,9 @@ _FINGERPRINTED_UNLESS: dict[str, dict[str, Any]] = {}
 
 
 def _fields(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+    """The keys a table accepts: its fields, plus deprecated older forms (init-only, e.g. ``train.bf16``)."""
+    init_only = [name for name, hint in typing.get_type_hints(cls).items() if isinstance(hint, dataclasses.InitVar)]
+    return tuple(f.name for f in dataclasses.fields(cls)) + tuple(init_only)
 
 
 @dataclass(frozen=True)
@@ -197,6 +209,7 @@ class Recipe:
             added = _FINGERPRINTED_UNLESS.get(table, {})
             content[table] = {k: v for k, v in values.items() if k not in _NOT_FINGERPRINTED.get(table, ())
                               and not (k in added and v == added[k])}
+            content[table] |= _LEGACY_FINGERPRINT.get(table, {})
         text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -253,6 +266,10 @@ def _parse_value(raw: Any, cls: type, field: str, key: str) -> Any:
     if not isinstance(raw, str):
         return raw
     hint = typing.get_type_hints(cls)[field]
+    if isinstance(hint, dataclasses.InitVar):
+        hint = hint.type
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # bool | None -> bool
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
     text = raw.strip()
     if hint is bool:
         if text.lower() in _TRUE:

@@ -4,7 +4,9 @@
 images/second of
 
 - the **fast** loop of :mod:`resattn.training.loop`: the split as one uint8 tensor on the device, index-slice
-  batches, crop/flip/normalise as batched tensor ops, bf16 autocast and channels_last on CUDA;
+  batches, crop/flip/normalise as batched tensor ops, run as :mod:`resattn.training.precision` chooses
+  (bf16 autocast and channels_last where a timed probe shows they are faster; compiled when asked or
+  when the run is long enough to repay it);
 - a **reference** loop: a torch ``Dataset`` over the uint8 images with torchvision transforms
   (``ToPILImage → RandomCrop(padding=4) → RandomHorizontalFlip → ToTensor → Normalize``), a
   ``DataLoader`` with worker processes, fp32.
@@ -31,11 +33,10 @@ from torch.utils.data import Dataset as TorchDataset
 from resattn.errors import ConfigError
 from resattn.model.net import build
 from resattn.model.spec import NetSpec
+from resattn.training.config import TrainConfig
 from resattn.training.data import Dataset
 from resattn.training.loop import (
     GpuBatches,
-    TrainConfig,
-    autocast_context,
     lr_factor,
     make_loss,
     make_optimizer,
@@ -43,6 +44,7 @@ from resattn.training.loop import (
     set_lr,
     train_step,
 )
+from resattn.training.precision import autocast_context, choose_execution, warn_compile_failed
 
 __all__ = ["BenchResult", "format_bench", "run_bench"]
 
@@ -63,8 +65,14 @@ class BenchResult:
     steps: int  # timed steps per loop
     warmup_steps: int  # untimed steps before
     num_workers: int  # DataLoader workers of the reference loop
-    fast_precision: str  # "bf16 autocast" or "fp32"
+    fast_precision: str  # how the fast loop ran, e.g. "bf16 autocast, channels_last"
     train_images: int  # size of the training split the batches are drawn from
+    #: How the fast loop's execution was decided, and the seconds of the probe and of each loop's
+    #: untimed warm-up steps (first passes over new shapes, compilation).
+    decided_by: str = ""
+    probe_seconds: float = 0.0
+    fast_warmup_seconds: float = 0.0
+    reference_warmup_seconds: float = 0.0
     #: Input pipeline alone (batches produced and moved to the device, no model), images/s.
     fast_data_images_per_second: float = 0.0
     reference_data_images_per_second: float = 0.0
@@ -77,7 +85,11 @@ class BenchResult:
              f"{self.fast_precision}, batched augmentation, no workers"),
             ("reference (DataLoader)", f"{self.reference_images_per_second:,.0f}",
              f"fp32, torchvision transforms, {self.num_workers} workers{pin}"),
-            ("speedup", f"{self.speedup:.2f}×", "fast / reference"),
+            ("speedup", f"{self.speedup:.2f}×", "fast / reference, steady state"),
+            ("precision probe", f"{self.probe_seconds:.1f} s", self.decided_by or "not run"),
+            ("warm-up: fast", f"{self.fast_warmup_seconds:.1f} s",
+             f"{self.warmup_steps} untimed steps (first passes over new shapes, compilation)"),
+            ("warm-up: reference", f"{self.reference_warmup_seconds:.1f} s", f"{self.warmup_steps} untimed steps"),
             ("input pipeline only: fast", f"{self.fast_data_images_per_second:,.0f}",
              "batches ready on the device, no model"),
             ("input pipeline only: reference", f"{self.reference_data_images_per_second:,.0f}",
@@ -150,16 +162,20 @@ def _timed_loop(
     bf16: bool,
     warmup_steps: int,
     steps: int,
-) -> tuple[float, int]:
-    """Run ``warmup_steps`` untimed, then ``steps`` timed training steps.
+    step_model: nn.Module | None = None,
+) -> tuple[float, float, int]:
+    """Run ``warmup_steps`` untimed, then ``steps`` timed training steps (of ``step_model``, e.g. the
+    compiled ``model``, when given).
 
-    Returns (seconds, images) of the timed part."""
+    Returns (warm-up seconds, seconds, images) of the timed part."""
     optimizer = make_optimizer(model, config)
     loss_fn = make_loss(config)
     total = warmup_steps + steps
     model.train()
+    runner = step_model if step_model is not None else model
     images = 0
-    started = 0.0
+    began = time.perf_counter()
+    started = began
     last = None
     for i, (x, y) in enumerate(itertools.islice(batches, total)):
         if i == warmup_steps:
@@ -171,14 +187,14 @@ def _timed_loop(
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
         set_lr(optimizer, config.lr * lr_factor(i, total, config.schedule, config.warmup_fraction))
-        last = train_step(model, optimizer, loss_fn, x, y, autocast=autocast_context(device, bf16))
+        last = train_step(runner, optimizer, loss_fn, x, y, autocast=autocast_context(device, bf16))
         if i >= warmup_steps:
             images += int(y.shape[0])
     if last is not None:
         last.item()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return time.perf_counter() - started, images
+    return started - began, time.perf_counter() - started, images
 
 
 def _timed_batches(batches: Iterator[_Batch], device: torch.device, *, warmup_steps: int, steps: int) -> float:
@@ -246,8 +262,13 @@ def run_bench(
     if spec.in_channels != dataset.in_channels or spec.num_classes != dataset.num_classes:
         spec = dataclasses.replace(spec, in_channels=dataset.in_channels, num_classes=dataset.num_classes)
     cuda = device.type == "cuda"
-    bf16 = cuda and config.bf16
-    channels_last = cuda and config.channels_last
+    probe_model = _fresh_model(spec, config.seed, device, channels_last=False)
+    execution = choose_execution(
+        probe_model, config, device, (batch_size, dataset.in_channels, *dataset.image_size), dataset.num_classes,
+        steps=warmup_steps + steps,
+    )
+    del probe_model
+    bf16, channels_last = execution.bf16, execution.channels_last
 
     # (a) the fast loop: full batches only, as in a timed steady state.
     fast_batches = GpuBatches(
@@ -258,8 +279,15 @@ def run_bench(
     full = (b for b in _forever(fast_batches) if b[1].shape[0] == batch_size)
     fast_data_ips = _timed_batches(full, device, warmup_steps=warmup_steps, steps=steps)
     model = _fresh_model(spec, config.seed, device, channels_last)
-    fast_s, fast_images = _timed_loop(full, model, config, device, bf16=bf16,
-                                      warmup_steps=warmup_steps, steps=steps)
+    step_model = None
+    if execution.compile:
+        try:
+            step_model = torch.compile(model, dynamic=False)
+        except Exception as err:
+            warn_compile_failed(err)
+            execution = dataclasses.replace(execution, compile=False)
+    fast_warm, fast_s, fast_images = _timed_loop(full, model, config, device, bf16=bf16,
+                                                 warmup_steps=warmup_steps, steps=steps, step_model=step_model)
     del model, fast_batches, full
     if cuda:
         torch.cuda.empty_cache()
@@ -277,8 +305,8 @@ def run_bench(
     model = _fresh_model(spec, config.seed, device, channels_last=False)
     try:
         ref_data_ips = _timed_batches(_forever(loader), device, warmup_steps=warmup_steps, steps=steps)
-        ref_s, ref_images = _timed_loop(_forever(loader), model, config, device, bf16=False,
-                                        warmup_steps=warmup_steps, steps=steps)
+        ref_warm, ref_s, ref_images = _timed_loop(_forever(loader), model, config, device, bf16=False,
+                                                  warmup_steps=warmup_steps, steps=steps)
     finally:
         del loader  # stops persistent workers
     log.info("bench reference loop: %d images in %.3f s", ref_images, ref_s)
@@ -296,7 +324,11 @@ def run_bench(
         steps=steps,
         warmup_steps=warmup_steps,
         num_workers=num_workers,
-        fast_precision="bf16 autocast" if bf16 else "fp32",
+        fast_precision=execution.label(),
+        decided_by=execution.why,
+        probe_seconds=execution.probe_seconds,
+        fast_warmup_seconds=fast_warm,
+        reference_warmup_seconds=ref_warm,
         train_images=len(dataset.train),
         fast_data_images_per_second=fast_data_ips,
         reference_data_images_per_second=ref_data_ips,

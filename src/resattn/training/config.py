@@ -17,7 +17,9 @@ from resattn.tomlfile import is_int, literal
 __all__ = [
     "DATASETS",
     "DATASET_FORMS",
+    "PRECISIONS",
     "SCHEDULES",
+    "SWITCHES",
     "DataConfig",
     "TrainConfig",
     "check_dataset",
@@ -31,6 +33,10 @@ DATASET_FORMS: tuple[str, ...] = (*DATASETS, "npz:PATH", "folder:PATH", "procedu
 PROCEDURAL_MIN, PROCEDURAL_MAX = 10, 1_000_000
 #: Learning-rate schedules.
 SCHEDULES = ("onecycle", "cosine", "constant")
+#: ``train.precision`` values, and the values of the on/off settings ``channels_last`` and ``compile``.
+PRECISIONS = ("auto", "fp32", "bf16")
+SWITCHES = ("auto", "on", "off")
+_SWITCH_WORDS = {"true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "0": "off"}
 _DATASET_FORMS = ", ".join(DATASET_FORMS)
 
 
@@ -118,11 +124,34 @@ class TrainConfig:
     warmup_fraction: float = 0.2  # fraction of all steps spent warming up
     crop_padding: int = 4  # random-crop padding in pixels (0: no crop)
     flip: bool = True  # random horizontal flip
-    bf16: bool = True  # bf16 autocast (CUDA only; ignored on the CPU)
-    channels_last: bool = True  # channels_last memory format (CUDA only)
+    #: auto: bf16 autocast where a short timed probe shows it is faster (CUDA with bf16 support:
+    #: always), else fp32 | fp32 | bf16 (see resattn.training.precision).
+    precision: str = "auto"
+    #: auto: channels_last where the probe shows it is faster | on | off.
+    channels_last: str = "auto"
+    #: auto: torch.compile when the run's expected steps repay the compile time | on | off.
+    compile: str = "auto"
     seed: int = 0  # seeds the weights' initialisation and the batch order
+    #: Recipes written before ``precision`` existed: ``bf16 = true`` reads as precision "auto",
+    #: ``false`` as "fp32" (accepted, not stored).
+    bf16: dataclasses.InitVar[bool | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, bf16: bool | None) -> None:
+        if bf16 is not None:
+            if not isinstance(bf16, bool):
+                raise ConfigError(f"must be true or false, got {bf16!r} (deprecated: use precision)", key="bf16")
+            if self.precision != "auto":
+                raise ConfigError("give precision only (bf16 is its deprecated older form)", key="bf16")
+            object.__setattr__(self, "precision", "auto" if bf16 else "fp32")
+        if isinstance(self.channels_last, bool):  # the older boolean form
+            object.__setattr__(self, "channels_last", "auto" if self.channels_last else "off")
+        for name, allowed in (("precision", PRECISIONS), ("channels_last", SWITCHES), ("compile", SWITCHES)):
+            value = getattr(self, name)
+            if isinstance(value, str) and value.strip().lower() in _SWITCH_WORDS and name != "precision":
+                value = _SWITCH_WORDS[value.strip().lower()]
+            if not isinstance(value, str) or value.strip().lower() not in allowed:
+                raise ConfigError(f"unknown value {value!r}; allowed: {', '.join(allowed)}", key=name)
+            object.__setattr__(self, name, value.strip().lower())
         for name in ("epochs", "batch_size", "eval_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -146,7 +175,7 @@ class TrainConfig:
             0 <= self.crop_padding <= 16
         ):
             raise ConfigError(f"must be an integer in [0, 16], got {self.crop_padding!r}", key="crop_padding")
-        for name in ("nesterov", "flip", "bf16", "channels_last"):
+        for name in ("nesterov", "flip"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"must be true or false, got {getattr(self, name)!r}", key=name)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):

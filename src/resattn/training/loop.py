@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import math
@@ -17,6 +18,13 @@ from torch import nn
 from resattn.errors import ConfigError
 from resattn.training.config import SCHEDULES, TrainConfig
 from resattn.training.data import ImageData
+from resattn.training.precision import (
+    Execution,
+    autocast_context,
+    choose_execution,
+    record_compile,
+    warn_compile_failed,
+)
 
 __all__ = [
     "SCHEDULES",
@@ -28,6 +36,7 @@ __all__ = [
     "TrainingDiverged",
     "augment",
     "autocast_context",
+    "correctness",
     "evaluate",
     "lr_factor",
     "make_loss",
@@ -155,6 +164,7 @@ class GpuBatches:
         seed: int = 0,
         channels_last: bool = False,
         pad_mode: str = "reflect",
+        drop_last: bool = False,
     ):
         if batch_size < 1:
             raise ConfigError(f"must be a positive integer, got {batch_size!r}", key="batch_size")
@@ -169,6 +179,7 @@ class GpuBatches:
         self.flip = flip
         self.channels_last = channels_last
         self.pad_mode = pad_mode
+        self.drop_last = drop_last
         # Normalise in uint8 pixel units: (x - 255·mean) / (255·std).
         self._shift = torch.tensor([255.0 * m for m in mean], device=self.device).view(1, -1, 1, 1)
         self._scale = torch.tensor([1.0 / (255.0 * s) for s in std], device=self.device).view(1, -1, 1, 1)
@@ -177,8 +188,11 @@ class GpuBatches:
 
     @property
     def num_images(self) -> int:
-        """Images one pass yields (a training pass may drop one trailing image)."""
+        """Images one pass yields: a training pass may drop one trailing image (BatchNorm needs two),
+        and with ``drop_last`` (compiled training: every batch of one shape) the partial last batch."""
         n = len(self.data)
+        if self.drop_last and n >= self.batch_size:
+            return n - n % self.batch_size
         return n - 1 if self.shuffle and n % self.batch_size == 1 and n > 1 else n
 
     def __len__(self) -> int:
@@ -263,13 +277,6 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def autocast_context(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA when ``bf16``; a no-op otherwise (the CPU always runs fp32)."""
-    if device.type == "cuda" and bf16:
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -308,6 +315,9 @@ class EpochResult:
     seconds: float
     images_per_second: float
     images: int = 0  # training images of the epoch
+    execution: Execution | None = None  # how the run executes (precision, memory format, compiled)
+    #: Per validation image, whether it was classified right (CPU bool tensor, the split's order).
+    val_correct: torch.Tensor | None = None
 
 
 @dataclass
@@ -321,6 +331,11 @@ class TrainResult:
     seconds: float  # wall time of the whole run
     images_per_second: float  # training images per second of training time, over all epochs
     device: str
+    execution: Execution | None = None
+    #: Seconds spent deciding how to run (the precision probe) and compiling, out of ``seconds``.
+    probe_seconds: float = 0.0
+    compile_seconds: float = 0.0
+    val_correct: torch.Tensor | None = None  # of the last epoch
 
 
 class TrainingDiverged(RuntimeError):
@@ -355,21 +370,44 @@ def evaluate(
     channels_last: bool = False,
 ) -> float:
     """Top-1 accuracy of ``model`` on ``data`` (eval mode, no gradients; training mode restored)."""
+    correct = correctness(model, data, device=device, mean=mean, std=std, batch_size=batch_size, bf16=bf16,
+                          channels_last=channels_last)
+    return int(correct.sum()) / len(data)
+
+
+def correctness(
+    model: nn.Module,
+    data: ImageData,
+    *,
+    device: torch.device | str,
+    mean: Sequence[float],
+    std: Sequence[float],
+    batch_size: int,
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Whether ``model`` classifies each image of ``data`` right: a CPU bool tensor in the split's order.
+
+    Under bf16 autocast the forward runs in bf16, but the logits are compared in fp32 and the counts
+    are integers, so the accuracy itself is exact.
+    """
     device = torch.device(device)
     if len(data) == 0:
         raise ConfigError("cannot evaluate on an empty split")
     batches = GpuBatches(data, batch_size=batch_size, device=device, mean=mean, std=std, shuffle=False,
-                         channels_last=channels_last and device.type == "cuda")
+                         channels_last=channels_last)
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), dtype=torch.int64, device=device)
+    parts: list[torch.Tensor] = []
     try:
-        with torch.no_grad(), autocast_context(device, bf16):
+        with torch.no_grad():
             for x, y in batches:
-                correct += (model(x).argmax(dim=1) == y).sum()
+                with autocast_context(device, bf16):
+                    logits = model(x)
+                parts.append(logits.float().argmax(dim=1) == y)
     finally:
         model.train(was_training)
-    return int(correct.item()) / len(data)
+    return torch.cat(parts).cpu()
 
 
 def train(
@@ -402,8 +440,6 @@ def train(
     """
     device = torch.device(device)
     cuda = device.type == "cuda"
-    channels_last = cuda and config.channels_last
-    bf16 = cuda and config.bf16
     if len(train_data) < 2:
         raise ConfigError(f"need at least 2 training images, got {len(train_data)}", key="train_images")
     started = time.perf_counter()
@@ -412,11 +448,19 @@ def train(
     oom: str | None = None
     try:
         model.to(device)
-        if channels_last:
+        n, c, h, w = train_data.x.shape
+        batch_shape = (min(config.batch_size, n), c, h, w)
+        steps_per_epoch_eager = math.ceil((n - (1 if n % config.batch_size == 1 else 0)) / config.batch_size)
+        num_classes = int(train_data.y.max()) + 1
+        execution = choose_execution(model, config, device, batch_shape, num_classes,
+                                     steps=steps_per_epoch_eager * config.epochs)
+        log.info("training on %s: %s (%s)", device, execution.label(), execution.why)
+        if execution.channels_last:
             model.to(memory_format=torch.channels_last)
         batches = GpuBatches(
             train_data, batch_size=config.batch_size, device=device, mean=mean, std=std, shuffle=True,
-            crop_padding=config.crop_padding, flip=config.flip, seed=config.seed, channels_last=channels_last,
+            crop_padding=config.crop_padding, flip=config.flip, seed=config.seed,
+            channels_last=execution.channels_last, drop_last=execution.compile,
         )
         if val_data is not None:
             val_data = val_data.to(device)
@@ -429,6 +473,14 @@ def train(
         raise OutOfMemory(f"out of memory on {device} while preparing the data: {oom}")
 
     loss_fn = make_loss(config)
+    step_model: nn.Module = model
+    compile_seconds = 0.0
+    if execution.compile:
+        try:
+            step_model = torch.compile(model, dynamic=False)  # type: ignore[assignment]
+        except Exception as err:  # a backend that is not available: train eagerly
+            warn_compile_failed(err)
+            execution = dataclasses.replace(execution, compile=False)
     steps_per_epoch = len(batches)
     total_steps = steps_per_epoch * config.epochs
     check_every = CUDA_CHECK_EVERY if cuda else 1
@@ -437,6 +489,9 @@ def train(
     images_seen = 0
     global_step = 0
     first_epoch = 1
+    first_compiled_step = execution.compile
+    compiled_timing: list[float] = []  # seconds of the first compiled steps
+    val_correct: torch.Tensor | None = None
     if resume is not None:
         first_epoch = int(resume["epoch"]) + 1
         global_step = steps_per_epoch * int(resume["epoch"])
@@ -444,6 +499,7 @@ def train(
         batches.generator.set_state(resume["generator"])
     for epoch in range(first_epoch, config.epochs + 1):
         epoch_started = time.perf_counter()
+        epoch_compile = 0.0
         try:
             model.train()
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -453,7 +509,29 @@ def train(
             for step, (x, y) in enumerate(batches, start=1):
                 factor = lr_factor(global_step, total_steps, config.schedule, config.warmup_fraction)
                 set_lr(optimizer, config.lr * factor)
-                loss = train_step(model, optimizer, loss_fn, x, y, autocast=autocast_context(device, bf16))
+                autocast = autocast_context(device, execution.bf16)
+                if first_compiled_step:  # compiles now: time it, and fall back to eager if it fails
+                    first_compiled_step = False
+                    step_started = time.perf_counter()
+                    try:
+                        loss = train_step(step_model, optimizer, loss_fn, x, y, autocast=autocast)
+                        _sync(device)
+                        epoch_compile = compile_seconds = time.perf_counter() - step_started
+                    except (KeyboardInterrupt, torch.cuda.OutOfMemoryError):
+                        raise
+                    except Exception as err:
+                        warn_compile_failed(err)
+                        step_model = model
+                        execution = dataclasses.replace(execution, compile=False)
+                        loss = train_step(model, optimizer, loss_fn, x, y, autocast=autocast_context(
+                            device, execution.bf16))
+                elif execution.compile and len(compiled_timing) < 3:
+                    step_started = time.perf_counter()
+                    loss = train_step(step_model, optimizer, loss_fn, x, y, autocast=autocast)
+                    _sync(device)
+                    compiled_timing.append(time.perf_counter() - step_started)
+                else:
+                    loss = train_step(step_model, optimizer, loss_fn, x, y, autocast=autocast)
                 window.append(loss)
                 global_step += 1
                 if len(window) >= check_every:
@@ -462,12 +540,14 @@ def train(
             if window:
                 loss_sum += _check_finite(window, epoch, window_start)
             _sync(device)
-            train_time = time.perf_counter() - epoch_started
+            train_time = time.perf_counter() - epoch_started - epoch_compile
             train_loss = float(loss_sum.item()) / max(step, 1)
             val_acc = None
             if val_data is not None and len(val_data) > 0:
-                val_acc = evaluate(model, val_data, device=device, mean=mean, std=std,
-                                   batch_size=config.eval_batch_size, bf16=bf16, channels_last=channels_last)
+                val_correct = correctness(model, val_data, device=device, mean=mean, std=std,
+                                          batch_size=config.eval_batch_size, bf16=execution.bf16,
+                                          channels_last=execution.channels_last)
+                val_acc = int(val_correct.sum()) / len(val_data)
         except torch.cuda.OutOfMemoryError as err:
             oom = str(err).strip().splitlines()[0] if str(err).strip() else "CUDA out of memory"
         if oom is not None:
@@ -477,6 +557,13 @@ def train(
             optimizer = batches = None
             _free(model, device)
             raise OutOfMemory(f"out of memory on {device} at epoch {epoch}: {oom}")
+        if compiled_timing and compile_seconds and epoch == first_epoch and execution.compile:
+            compiled_step = sum(compiled_timing) / len(compiled_timing)
+            compile_seconds = max(compile_seconds - compiled_step, 0.0)
+            rate = _probe_rate(execution)
+            if rate:
+                record_compile(model, device, batch_shape, execution, compile_seconds, batch_shape[0] / rate,
+                               compiled_step)
         train_seconds += train_time
         images_seen += batches.num_images
         result = EpochResult(
@@ -486,6 +573,8 @@ def train(
             seconds=time.perf_counter() - epoch_started,
             images_per_second=batches.num_images / train_time if train_time > 0 else 0.0,
             images=batches.num_images,
+            execution=execution,
+            val_correct=val_correct,
         )
         history.append(result)
         log.debug("epoch %d: loss %.4f val %s %.0f img/s", epoch, train_loss, val_acc,
@@ -505,7 +594,16 @@ def train(
         seconds=time.perf_counter() - started,
         images_per_second=images_seen / train_seconds if train_seconds > 0 else 0.0,
         device=str(device),
+        execution=execution,
+        probe_seconds=execution.probe_seconds,
+        compile_seconds=compile_seconds,
+        val_correct=val_correct,
     )
+
+
+def _probe_rate(execution: Execution) -> float | None:
+    """The probed images/s of the chosen variant, from ``execution.why`` (None when not probed)."""
+    return execution.rate
 
 
 def _check_finite(window: list[torch.Tensor], epoch: int, first_step: int) -> torch.Tensor:

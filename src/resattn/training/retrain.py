@@ -135,6 +135,7 @@ class TrainingRun:
     train_images: int
     resumed_from: int  # finished epochs found in the checkpoint (0: a fresh run)
     notes: list[str] = field(default_factory=list)
+    execution: str = ""  # e.g. "bf16 autocast, channels_last, compiled" (resattn.training.precision)
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -148,6 +149,7 @@ class TrainingRun:
             "evaluated_on": self.evaluated_on,
             "train_images": self.train_images,
             "resumed_from_epoch": self.resumed_from,
+            "execution": self.execution,
         }
 
 
@@ -320,15 +322,16 @@ def run_training(
         if on_epoch is not None:
             on_epoch(result, config.epochs)
 
+    execution = None
     if done < config.epochs:
-        train(model, train_part, None, config, device=dev, mean=dataset.mean, std=dataset.std,
-              on_epoch=epoch_done, resume=state, on_checkpoint=checkpoint)
+        execution = train(model, train_part, None, config, device=dev, mean=dataset.mean, std=dataset.std,
+                          on_epoch=epoch_done, resume=state, on_checkpoint=checkpoint).execution
     else:
         model.to(dev)
-    cuda = dev.type == "cuda"
+    bf16 = execution.bf16 if execution is not None else False
     accuracy = evaluate(model, test_part, device=dev, mean=dataset.mean, std=dataset.std,
-                        batch_size=config.eval_batch_size, bf16=cuda and config.bf16,
-                        channels_last=cuda and config.channels_last)
+                        batch_size=config.eval_batch_size, bf16=bf16,
+                        channels_last=execution is not None and execution.channels_last)
     run = TrainingRun(
         out=out_dir,
         test_accuracy=accuracy,
@@ -342,6 +345,7 @@ def run_training(
         train_images=len(train_part),
         resumed_from=done,
         notes=notes,
+        execution=execution.label() if execution is not None else "fp32 (evaluation only)",
     )
     try:
         _save(_cpu_state(model), out_dir / WEIGHTS)
