@@ -41,8 +41,7 @@ from resattn.errors import ConfigError, StorageError
 from resattn.model.net import build
 from resattn.study import keys
 from resattn.study.objective import prepare_data
-from resattn.study.recipe import Recipe, parse_recipe
-from resattn.study.records import load_trial_spec
+from resattn.study.records import load_trial_spec, recipe_of_study
 from resattn.training.loop import resolve_device, train
 
 __all__ = [
@@ -124,15 +123,6 @@ class ValidationReport:
             "long_winner": self.long_winner,
             "winner_holds": self.winner_holds,
         }
-
-
-def recipe_of_study(study: optuna.Study) -> Recipe:
-    """The recipe the study was created with (its ``resattn.study.recipe`` user attribute)."""
-    raw = study.user_attrs.get(keys.STUDY_RECIPE)
-    if not isinstance(raw, dict):
-        raise StorageError(f"study {study.study_name!r} has no recorded recipe (not created by resattn search)")
-    data = {k: raw[k] for k in ("name", "description", "data", "train", "search") if k in raw}
-    return parse_recipe(data, f"the recipe recorded in study {study.study_name!r}")
 
 
 def _eligible(study: optuna.Study) -> list[FrozenTrial]:

@@ -64,8 +64,12 @@ def export_cmd(
             raise fail("--weights: only used with --format onnx (the .py file holds no weights; load weights.pt "
                         "into build_model() with load_state_dict)")
         target = out if out is not None else Path("studies/winner.py")
+        def picked(number: int, why: str) -> None:
+            if best:
+                out_console.print(f"exporting trial {number}: {why}", soft_wrap=True)
+
         path = guard(lambda: export_trial(storage, study, trial=trial, best=best, out=target,
-                                           class_name=class_name))
+                                          class_name=class_name, on_pick=picked))
         out_console.print(f"wrote {path}")
         out_console.print(
             f"use it: python -c \"import runpy; m = runpy.run_path('{path}')['build_model'](); print(m)\"",
@@ -81,8 +85,10 @@ def export_cmd(
         spec = guard(lambda: spec_from_file(weights.parent / "spec.json"))
         what = f"spec {weights.parent / 'spec.json'}"
     else:
-        spec, study_name, number = guard(lambda: trial_spec(storage, study, trial=trial, best=best))
+        spec, study_name, number, why = guard(lambda: trial_spec(storage, study, trial=trial, best=best))
         what = f"study {study_name}, trial {number}"
+        if best:
+            out_console.print(f"exporting trial {number}: {why}", soft_wrap=True)
     target = out if out is not None else Path("studies/winner.onnx")
     if weights is None:
         err_console.print("warning: no --weights given: exporting freshly initialised (untrained) weights; "
@@ -156,7 +162,9 @@ def _train_inputs(
     elif model_file is not None:
         spec, source, name = spec_from_model_file(model_file), f"model {model_file}", model_file.stem
     else:
-        spec, study_name, number = trial_spec(storage, study, trial=trial, best=best)
+        spec, study_name, number, why = trial_spec(storage, study, trial=trial, best=best)
+        if best:
+            out_console.print(f"training trial {number}: {why}", soft_wrap=True)
         from resattn.study.storage import redact as _redact
 
         source, name = f"study {study_name} trial {number} ({_redact(storage)})", f"{study_name}-trial{number}"

@@ -16,6 +16,7 @@ import typer
 
 from resattn.cli.bench import bench_cmd
 from resattn.cli.common import err_console
+from resattn.cli.confirm import confirm_cmd
 from resattn.cli.export import export_cmd, train_cmd
 from resattn.cli.inspect import dashboard_cmd, report_cmd, show_cmd, studies_cmd
 from resattn.cli.search import search_cmd
@@ -38,6 +39,7 @@ for _name, _command in (
     ("bench", bench_cmd),
     ("export", export_cmd),
     ("train", train_cmd),
+    ("confirm", confirm_cmd),
     ("validate", validate_cmd),
     ("dashboard", dashboard_cmd),
     ("studies", studies_cmd),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from resattn.export.source import _HEADER_KEY_RE, ExportError, _clean_text, _short, check_class_name, write_export
 from resattn.model.spec import NetSpec
 from resattn.study import keys
-from resattn.study.records import load_trial_spec
+from resattn.study.records import confirmed_winner, load_trial_spec
 from resattn.study.storage import load_study
 
 __all__ = ["export_trial", "trial_spec"]
@@ -19,7 +20,8 @@ def _fmt_value(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 and float(value).is_integer() else f"{value:.4g}"
 
 
-def _pick_trial(study: Any, trial: int | None, best: bool) -> Any:
+def _pick_trial(study: Any, trial: int | None, best: bool) -> tuple[Any, str]:
+    """The trial to export and why it was chosen."""
     from optuna.trial import TrialState
 
     name = study.study_name
@@ -37,7 +39,13 @@ def _pick_trial(study: Any, trial: int | None, best: bool) -> Any:
             count = len(study.get_trials(deepcopy=False))
             known = f"its trials are numbered 0 to {count - 1}" if count else "it has no trials"
             raise ExportError(f"study {name!r} has no trial {trial}; {known}")
-        chosen = found[0]
+        chosen, why = found[0], f"trial {trial}, as asked"
+    elif (confirmed := confirmed_winner(study)) is not None:
+        number, reason = confirmed
+        found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
+        if not found:
+            raise ExportError(f"the confirmation of study {name!r} names trial {number}, which the study does not have")
+        chosen, why = found[0], f"the confirmed answer of resattn confirm ({_clean_text(reason)})"
     else:
         if len(study.directions) > 1:
             names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
@@ -56,6 +64,8 @@ def _pick_trial(study: Any, trial: int | None, best: bool) -> Any:
             chosen = study.best_trial
         except ValueError:
             raise ExportError(f"study {name!r} has no complete trial yet, so there is no best one") from None
+        why = ("the highest proxy score; no confirmation in the study, so it may be a lucky draw "
+               "(resattn confirm re-trains the top architectures on paired seeds)")
     if chosen.state != TrialState.COMPLETE:
         reason = chosen.user_attrs.get(keys.FAIL_REASON) if chosen.state == TrialState.FAIL else None
         extra = f" ({_clean_text(str(reason))})" if reason else ""
@@ -63,7 +73,7 @@ def _pick_trial(study: Any, trial: int | None, best: bool) -> Any:
             f"trial {chosen.number} of study {name!r} is {chosen.state.name}{extra}, not COMPLETE; "
             "only complete trials can be exported"
         )
-    return chosen
+    return chosen, why
 
 
 def _trial_header(study: Any, chosen: Any) -> dict[str, Any]:
@@ -95,8 +105,12 @@ def export_trial(
     best: bool = False,
     out: Path,
     class_name: str = "ResAttnNet",
+    on_pick: Callable[[int, str], None] | None = None,
 ) -> Path:
     """Export a complete trial of a study to the file ``out``; returns the path written.
+
+    With ``best``, the trial is the confirmed answer when the study has a confirmation
+    (``resattn confirm``), else the highest proxy score; ``on_pick(trial, why)`` is told which and why.
 
     ``study_name`` may be ``None`` when the storage holds exactly one study. Give ``trial=N``, or
     ``best=True`` for the best trial of a single-objective study (a multi-objective study has no
@@ -107,23 +121,27 @@ def export_trial(
     """
 
     check_class_name(class_name)  # fail fast, before touching the storage
-    study, chosen, spec = _load_trial(storage, study_name, trial, best)
+    study, chosen, spec, why = _load_trial(storage, study_name, trial, best)
+    if on_pick is not None:
+        on_pick(chosen.number, why)
     return write_export(out, spec, class_name=class_name, header=_trial_header(study, chosen))
 
 
 def trial_spec(storage: str, study_name: str | None, *, trial: int | None = None,
-               best: bool = False) -> tuple[NetSpec, str, int]:
+               best: bool = False) -> tuple[NetSpec, str, int, str]:
     """The spec of a complete trial, chosen as :func:`export_trial` chooses it (same errors);
-    returns ``(spec, study_name, trial_number)``. Used by ``resattn train --study``."""
-    study, chosen, spec = _load_trial(storage, study_name, trial, best)
-    return spec, study.study_name, chosen.number
+    returns ``(spec, study_name, trial_number, why it was chosen)``. Used by ``resattn train --study``."""
+    study, chosen, spec, why = _load_trial(storage, study_name, trial, best)
+    return spec, study.study_name, chosen.number, why
 
 
-def _load_trial(storage: str, study_name: str | None, trial: int | None, best: bool) -> tuple[Any, Any, NetSpec]:
+def _load_trial(
+    storage: str, study_name: str | None, trial: int | None, best: bool
+) -> tuple[Any, Any, NetSpec, str]:
     """``(study, trial, spec)``: the study (the storage's only one when ``study_name`` is None), the
     trial picked by number or ``best``, and its recorded spec. A storage, study or recorded spec that
     cannot be read is a :class:`~resattn.errors.StorageError`; a bad choice of trial an :class:`ExportError`."""
 
     study = load_study(storage, study_name)
-    chosen = _pick_trial(study, trial, best)
-    return study, chosen, load_trial_spec(chosen, study.study_name)
+    chosen, why = _pick_trial(study, trial, best)
+    return study, chosen, load_trial_spec(chosen, study.study_name), why

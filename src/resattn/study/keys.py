@@ -30,6 +30,8 @@ __all__ = [
     "ARCH_HASH",
     "CHANNELS_LAST",
     "COMPILED",
+    "CONFIRM_PREFIX",
+    "CONFIRM_SUMMARY",
     "DEFAULT_STORAGE",
     "DESIGN",
     "DEVICE",
@@ -86,5 +88,8 @@ STUDY_RECIPE_FINGERPRINT = "resattn.recipe_fingerprint"
 STUDY_VERSION = "resattn.version"
 #: Written last by the process that creates a study: its space, recipe and baselines are all stored.
 STUDY_READY = "resattn.ready"
+#: ``resattn confirm``'s results: ``resattn.confirm.<setting>.<arch_hash>.<seed>`` and ``….summary``.
+CONFIRM_PREFIX = "resattn.confirm."
+CONFIRM_SUMMARY = CONFIRM_PREFIX + "summary"
 #: ``resattn validate``'s results: ``resattn.validate.<trial>.<epochs>.<seed>``, ``….kendall_tau``, …
 VALIDATE_PREFIX = "resattn.validate."

@@ -14,12 +14,16 @@ from optuna.trial import FrozenTrial, TrialState
 from resattn.errors import SpecError, StorageError
 from resattn.model.spec import NetSpec
 from resattn.study import keys
+from resattn.study.recipe import Recipe, parse_recipe
 
 __all__ = [
     "FINISHED_STATES",
     "TrialSummary",
+    "confirmed_winner",
     "finished_count",
+    "load_report",
     "load_trial_spec",
+    "recipe_of_study",
     "summarize",
 ]
 
@@ -124,3 +128,26 @@ def load_trial_spec(trial: FrozenTrial, study_name: str | None = None) -> NetSpe
         raise StorageError(f"{where} has an invalid spec: {err}") from None
     except (TypeError, ValueError) as err:
         raise StorageError(f"{where} has an unreadable spec: {err}") from None
+
+
+def recipe_of_study(study: optuna.Study) -> Recipe:
+    """The recipe the study was created with (its ``resattn.study.recipe`` user attribute)."""
+    raw = study.user_attrs.get(keys.STUDY_RECIPE)
+    if not isinstance(raw, dict):
+        raise StorageError(f"study {study.study_name!r} has no recorded recipe (not created by resattn search)")
+    data = {k: raw[k] for k in ("name", "description", "data", "train", "search") if k in raw}
+    return parse_recipe(data, f"the recipe recorded in study {study.study_name!r}")
+
+
+def load_report(study: optuna.Study) -> dict[str, Any] | None:
+    """The last confirmation stored on the study (the JSON of :meth:`ConfirmReport.to_dict`), or None."""
+    summary = study.user_attrs.get(keys.CONFIRM_SUMMARY)
+    return summary if isinstance(summary, dict) and isinstance(summary.get("candidates"), list) else None
+
+
+def confirmed_winner(study: optuna.Study) -> tuple[int, str] | None:
+    """``(trial, why)`` of the confirmed answer, when the study has a confirmation with one."""
+    report = load_report(study)
+    if report is None or not isinstance(report.get("winner"), int):
+        return None
+    return int(report["winner"]), str(report.get("winner_reason") or "confirmed by resattn confirm")
