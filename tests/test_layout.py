@@ -1,5 +1,5 @@
 """The package's structure: no import circles (imports inside functions included), the sub-packages
-layered model → training → study → export → analysis → cli, the model importing only torch and the
+layered model → training → export → study → analysis → cli, the model importing only torch and the
 standard library, and a command line that answers --help without importing torch."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "resattn"
 LAYERS: dict[str, set[str]] = {
     "model": set(),
     "training": {"model"},
-    "study": {"model", "training"},
-    "export": {"model", "study"},
+    "export": {"model"},
+    "study": {"model", "training", "export"},
     "analysis": {"model", "training", "study", "export"},
     "cli": {"model", "training", "study", "export", "analysis"},
 }

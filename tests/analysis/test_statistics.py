@@ -75,10 +75,11 @@ def test_bits_round_trip_compactly() -> None:
     rng = np.random.default_rng(0)
     bits = rng.random(1017) < 0.4
     text = S.pack_bits(bits)
-    assert len(text) <= 4 * math.ceil(128 / 3)  # 1017 bits -> 128 bytes -> 172 base64 characters
-    assert np.array_equal(S.unpack_bits(text, 1017), bits)
-    with pytest.raises(ValueError):
-        S.unpack_bits(text, 2000)
+    assert text.startswith("1017:") and len(text) == 5 + 4 * math.ceil(128 / 3)  # 128 bytes -> 172 characters
+    assert np.array_equal(S.unpack_bits(text), bits)
+    for bad in ("2000:" + text[5:], "abc", "12"):
+        with pytest.raises(ValueError):
+            S.unpack_bits(bad)
 
 
 def test_bootstrap_ci_of_a_correlation() -> None:

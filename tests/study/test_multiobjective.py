@@ -46,28 +46,48 @@ def test_stop_when_converged_runs(tmp_path, cifar_npz) -> None:
     assert len([t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]) == 4
 
 
-def test_convergence_callback_stops_a_converged_study() -> None:
-    # A flat objective: nothing left to gain, so the terminator stops once it may judge (≥ 20 trials).
+def _run(values: list[float], noise: float, direction: str = "maximize") -> int:
+    """Trials with the given values in order, the convergence rule attached: how many ran."""
     stopped: list[bool] = []
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(direction=direction)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(lambda t: 0.5 + 1e-4 * t.suggest_float("x", 0, 1), n_trials=60,
-                   callbacks=[convergence_callback(lambda: stopped.append(True))])
-    assert stopped == [True]
-    assert 20 <= len(study.trials) < 60
-
-
-@pytest.mark.parametrize(("noise", "stops"), [(0.5, True), (1e-6, False)])
-def test_convergence_noise_decides_when_the_improvement_is_negligible(noise: float, stops: bool) -> None:
-    # Accuracies spread over 0.05: against a noise of 0.5 nothing is worth searching for; against
-    # 1e-6 the possible improvement always exceeds the noise.
-    stopped: list[bool] = []
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=1))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(lambda t: 0.4 + 0.05 * t.suggest_float("x", 0, 1), n_trials=30,
+    study.optimize(lambda t: values[t.number], n_trials=len(values),
                    callbacks=[convergence_callback(lambda: stopped.append(True), noise)])
-    assert stopped == ([True] if stops else [])
-    assert len(study.trials) == (20 if stops else 30)
+    assert stopped == ([True] if len(study.trials) < len(values) else [])
+    return len(study.trials)
+
+
+def test_a_flat_study_stops_as_soon_as_it_may_be_judged() -> None:
+    assert _run([0.5 + 1e-5 * i for i in range(60)], 0.005) == 20  # 20 complete trials: the minimum
+
+
+def test_a_study_still_improving_beyond_the_noise_goes_on() -> None:
+    assert _run([0.01 * i for i in range(40)], 0.005) == 40
+    assert _run([1.0 - 0.01 * i for i in range(40)], 0.005, "minimize") == 40
+
+
+@pytest.mark.parametrize(("noise", "ran"), [(0.05, 20), (0.001, 40)])
+def test_the_noise_decides(noise: float, ran: int) -> None:
+    # 0.01 better every 10 trials: within a noise of 0.05 that is luck, beyond 0.001 it is progress.
+    assert _run([0.4 + 0.01 * (i // 10) for i in range(40)], noise) == ran
+
+
+def test_measured_noise_is_preferred_over_the_recipe() -> None:
+    from resattn.study.recipe import load_recipe
+    from resattn.study.search import convergence_noise
+
+    recipe = load_recipe("search/quick.toml")
+    study = optuna.create_study(direction="maximize")
+    assert convergence_noise(study, recipe) == (recipe.search.convergence_noise,
+                                                "the recipe's search.convergence_noise")
+    for seed, acc in enumerate([0.50, 0.52, 0.54]):  # resattn validate's results: sd 0.02
+        study.set_user_attr(f"resattn.validate.3.8.{seed}", {"accuracy": acc, "seconds": 1.0})
+    noise, source = convergence_noise(study, recipe)
+    assert noise == pytest.approx(0.02) and "validate" in source
+    study.set_user_attr("resattn.confirm.summary", {"candidates": [
+        {"accuracy": [0.5, 0.51, 0.52, None]}, {"accuracy": [0.4, 0.44, 0.48]}]})  # sds 0.01 and 0.04
+    noise, source = convergence_noise(study, recipe)
+    assert noise == pytest.approx(0.025) and "confirm" in source
 
 
 def test_converged_search_says_so(tmp_path, cifar_npz, monkeypatch) -> None:
@@ -88,7 +108,7 @@ def test_converged_search_says_so(tmp_path, cifar_npz, monkeypatch) -> None:
     db, code, out = tiny_search(tmp_path, cifar_npz, 4, "--stop-when-converged",
                                 "--set", "search.convergence_noise=0.03")
     assert code == 0, out
-    assert noises == [0.03]  # the recipe's noise reaches the terminator
-    assert "stopped early: converged (terminator)" in out
+    assert noises == [0.03]  # the recipe's noise reaches the rule
+    assert "stopped early: converged: the last half of the search improved the best by less than" in out
     study = optuna.load_study(study_name="tiny-quick", storage=f"sqlite:///{db}")
     assert len(study.trials) == 1

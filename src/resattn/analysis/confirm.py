@@ -246,6 +246,7 @@ class ConfirmReport:
     trained: int = 0
     reused: int = 0
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)  # what could not be shown in the dashboard
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -352,6 +353,7 @@ def confirm_study(
     device: str = "auto",
     alpha: float = ALPHA,
     on_result: Callable[[Candidate, int, float, bool], None] | None = None,
+    artifact_dir: str | None = None,
 ) -> ConfirmReport:
     """Confirm the study's ``top`` distinct architectures and its baselines over ``seeds`` paired seeds
     (see the module docstring). ``on_result(candidate, seed, accuracy, reused)`` follows progress."""
@@ -415,12 +417,102 @@ def confirm_study(
     report = summarise(study.study_name, cands, values, eliminated, list(range(seeds)), epochs=epochs,
                        images=len(data.train) if data is not None else _stored_images(recipe, images))
     report.trained, report.reused, report.seconds = trained, reused, seconds
-    study.set_user_attr(SUMMARY_KEY, report.to_dict())
+    summary = report.to_dict()
+    study.set_user_attr(SUMMARY_KEY, summary)
+    report.notes = publish(study, summary, cands, artifact_dir)
     return report
 
 
 def _stored_images(recipe: Any, images: int) -> int:
     return images  # nothing trained in this run: the count the setting was made with (0 = all)
+
+
+# ---------------------------------------------------------------------------------- the dashboard
+
+#: The id of the confirmation's interval plot among the study's optuna-dashboard figures.
+GRAPH_ID = "resattn-confirmation"
+
+
+def interval_figure(report: dict[str, Any]) -> Any:
+    """A plotly figure: each candidate's mean val accuracy with its 95 % interval, and its paired
+    difference to the baseline with its 95 % interval (0 marked)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = [c for c in report.get("candidates", []) if c.get("mean") is not None][::-1]
+    labels = [f"{c['label']} (#{c['trial']})" for c in rows]
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04, subplot_titles=[
+        "val accuracy (%), mean and 95 % CI over seeds", f"Δ to {report.get('baseline') or 'baseline'} (points)"])
+
+    def err(c: dict[str, Any], key: str) -> tuple[float, float, float]:
+        part = c if key == "mean" else c.get("delta") or {}
+        mean = part.get("mean")
+        low, high = (part.get("ci95") or [None, None])
+        if mean is None:
+            return float("nan"), 0.0, 0.0
+        return 100 * mean, 100 * (high - mean) if high is not None else 0.0, 100 * (mean - low) if low is not None \
+            else 0.0
+
+    for col, key in ((1, "mean"), (2, "delta")):
+        values = [err(c, key) for c in rows]
+        fig.add_trace(go.Scatter(
+            x=[v[0] for v in values], y=labels, mode="markers", showlegend=False,
+            error_x={"type": "data", "symmetric": False, "array": [v[1] for v in values],
+                     "arrayminus": [v[2] for v in values]},
+        ), row=1, col=col)
+    fig.add_vline(x=0, line_dash="dot", row=1, col=2)
+    fig.update_layout(title=f"confirmation: {report.get('verdict')}", height=200 + 40 * len(rows),
+                      margin={"l": 260})
+    return fig
+
+
+def publish(study: optuna.Study, report: dict[str, Any], candidates: list[Candidate],
+            artifact_dir: str | None) -> list[str]:
+    """Show the confirmation in optuna-dashboard: the interval plot saved with the study, and each
+    finalist's exported ``.py`` attached to its trial as an artifact (a file-system artifact store in
+    ``artifact_dir``; once per architecture). Returns notes on what could not be done."""
+    notes: list[str] = []
+    try:
+        from optuna_dashboard import save_plotly_graph_object
+
+        save_plotly_graph_object(study, interval_figure(report), graph_object_id=GRAPH_ID)
+    except ImportError:
+        notes.append("optuna-dashboard is not installed: the interval plot was not saved with the study")
+    if artifact_dir is None:
+        return notes
+    import tempfile
+    from pathlib import Path
+
+    from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+
+    from resattn.export.source import ExportError, write_export
+
+    # Trials of resattn ≥ 0.2 carry their model file already (attached while they ran). For older
+    # ones (a finished trial takes no new artifact) the finalist's file goes to the study's artifacts.
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    store: Any = None
+    for c in candidates:
+        key = f"{keys.CONFIRM_PREFIX}artifact.{c.arch_hash}"
+        t = trials.get(c.trial)
+        if t is None or study.user_attrs.get(key) or get_all_artifact_meta(t, storage=study._storage):
+            continue
+        if store is None:
+            try:
+                Path(artifact_dir).mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                return [*notes, f"cannot create the artifact folder {artifact_dir!r} ({err.strerror or err})"]
+            store = FileSystemArtifactStore(artifact_dir)
+        header = {"study": study.study_name, "trial": c.trial, "placement": list(c.placement)}
+        with tempfile.TemporaryDirectory(prefix="resattn-artifact-") as tmp:
+            try:
+                path = write_export(Path(tmp) / f"trial{c.trial}.py", c.spec, header=header)
+            except ExportError as err:
+                notes.append(f"trial {c.trial}: model file not attached ({err})")
+                continue
+            artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=study,
+                                          mimetype="text/x-python")
+        study.set_user_attr(key, artifact_id)
+    return notes
 
 
 def format_json(report: ConfirmReport) -> str:

@@ -37,6 +37,7 @@ import torch
 from optuna.trial import FrozenTrial
 
 from resattn.analysis.inspect import complete_trials
+from resattn.analysis.statistics import bootstrap_ci
 from resattn.errors import ConfigError, StorageError
 from resattn.model.net import build
 from resattn.study import keys
@@ -102,6 +103,9 @@ class ValidationReport:
     trained: int  # re-trainings run now (0 on a complete re-run)
     reused: int  # re-trainings read back from the study
     seconds: float  # wall time of the trainings run now
+    #: 95 % percentile-bootstrap intervals of τ and ρ (architectures resampled; NaN below 3 architectures).
+    kendall_ci: tuple[float, float] = (math.nan, math.nan)
+    spearman_ci: tuple[float, float] = (math.nan, math.nan)
 
     @property
     def architectures(self) -> int:
@@ -118,7 +122,9 @@ class ValidationReport:
             "architectures": self.architectures,
             "trials": [r.number for r in self.rows],
             "kendall_tau": clean(self.kendall_tau),
+            "kendall_tau_ci95": [clean(v) for v in self.kendall_ci],
             "spearman_rho": clean(self.spearman_rho),
+            "spearman_rho_ci95": [clean(v) for v in self.spearman_ci],
             "proxy_winner": self.proxy_winner,
             "long_winner": self.long_winner,
             "winner_holds": self.winner_holds,
@@ -150,6 +156,17 @@ def pick_trials(study: optuna.Study, top: int, random_count: int, seed: int = 0)
     return chosen
 
 
+def correlation_intervals(proxy: list[float], long: list[float]) -> tuple[tuple[float, float], tuple[float, float]]:
+    """95 % bootstrap intervals of Kendall's τ and Spearman's ρ, the architectures resampled in pairs."""
+    def tau(a: Any, b: Any) -> float:
+        return correlations(list(a), list(b))[0]
+
+    def rho(a: Any, b: Any) -> float:
+        return correlations(list(a), list(b))[1]
+
+    return bootstrap_ci([proxy, long], tau), bootstrap_ci([proxy, long], rho)
+
+
 def correlations(proxy: list[float], long: list[float]) -> tuple[float, float]:
     """Kendall's τ (tau-b) and Spearman's ρ between two score lists; NaN when undefined."""
     if len(proxy) < 2:
@@ -172,8 +189,8 @@ def _stored_accuracy(value: Any) -> float | None:
 def validate_study(
     study: optuna.Study,
     *,
-    top: int = 5,
-    random_count: int = 0,
+    top: int = 8,
+    random_count: int = 4,
     epochs: int | None = None,
     seeds: int = 1,
     device: str = "auto",
@@ -239,13 +256,15 @@ def validate_study(
         ))
 
     tau, rho = correlations([r.proxy for r in rows], [r.mean for r in rows])
+    tau_ci, rho_ci = correlation_intervals([r.proxy for r in rows], [r.mean for r in rows])
     proxy_best = max(rows, key=lambda r: (r.proxy, -r.number))
     long_best = max(rows, key=lambda r: (r.mean, -r.number))
     holds = proxy_best is long_best or (long_best.mean - proxy_best.mean) <= max(proxy_best.std, long_best.std)
     report = ValidationReport(
         study_name=study.study_name, proxy_epochs=proxy_epochs, epochs=epochs, seeds=seeds, rows=tuple(rows),
         kendall_tau=tau, spearman_rho=rho, proxy_winner=proxy_best.number, long_winner=long_best.number,
-        winner_holds=bool(holds), trained=trained, reused=reused, seconds=seconds,
+        winner_holds=bool(holds), trained=trained, reused=reused, seconds=seconds, kendall_ci=tau_ci,
+        spearman_ci=rho_ci,
     )
     summary = report.to_dict()
     study.set_user_attr(TAU_KEY, summary["kendall_tau"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -214,6 +215,8 @@ class PlacementCell:
     best: float | None
     mean: float | None
     trials: tuple[int, ...] = ()
+    #: Standard error of the mean over those trials (None with fewer than two).
+    se: float | None = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,24 @@ class PlacementMap:
     def matrix(self, stat: str) -> list[list[float | None]]:
         """Rows = slots, columns = options; ``stat`` is ``best``, ``mean`` or ``count``."""
         return [[getattr(self.cell(s, o), stat) for o in self.options] for s in self.slots]
+
+    def distinct_winners(self) -> dict[str, tuple[str, PlacementCell, bool] | None]:
+        """Per slot, the option with the best mean and whether it stands out: its mean exceeds every
+        other option's by more than 1.96 × the standard error of the difference (both with ≥ 2 trials).
+        Differences within that are noise, not findings."""
+        out: dict[str, tuple[str, PlacementCell, bool] | None] = {}
+        for slot, win in self.winners("mean").items():
+            if win is None:
+                out[slot] = None
+                continue
+            option, cell = win
+            rivals = [self.cell(slot, o) for o in self.options if o != option and self.cell(slot, o).count]
+            clear = bool(rivals) and cell.se is not None and all(
+                r.se is not None and cell.mean is not None and r.mean is not None
+                and cell.mean - r.mean > 1.96 * math.sqrt(cell.se ** 2 + r.se ** 2) for r in rivals
+            )
+            out[slot] = (option, cell, clear)
+        return out
 
     def winners(self, stat: str = "mean") -> dict[str, tuple[str, PlacementCell] | None]:
         """Per slot, the option with the highest ``stat`` (ties: more trials, then the option order)."""
@@ -270,6 +291,7 @@ def placement_map(study: optuna.Study, what: str = "kind") -> PlacementMap:
             best=max(v for _, v in items),
             mean=sum(v for _, v in items) / len(items),
             trials=tuple(n for n, _ in items),
+            se=statistics.stdev([v for _, v in items]) / math.sqrt(len(items)) if len(items) > 1 else None,
         )
         for key, items in groups.items()
     }
@@ -395,3 +417,68 @@ def pruning_savings(study: optuna.Study, epochs: int | None = None) -> PruningSa
         over_budget=over,
         duplicates=sum(t.user_attrs.get(keys.DUPLICATE_OF) is not None for t in done),
     )
+
+
+# ------------------------------------------------------------------------------------ comparisons
+
+
+@dataclass(frozen=True)
+class TrialComparison:
+    """Two trials scored on the same validation images: accuracies, the images only one of them got
+    right, and McNemar's exact p-value of that split."""
+
+    a: int
+    b: int
+    accuracy_a: float
+    accuracy_b: float
+    images: int
+    only_a: int
+    only_b: int
+    p: float
+
+
+def compare_trials(study: optuna.Study, a: int, b: int) -> TrialComparison:
+    """McNemar's test of trials ``a`` and ``b`` on their stored per-image results (``val_correct``): a
+    paired test over images, sharper than comparing two accuracies, each with its own ~2-point noise."""
+    from resattn.analysis.statistics import mcnemar
+    from resattn.errors import StorageError
+    from resattn.study.records import unpack_bits
+
+    found = {t.number: t for t in study.get_trials(deepcopy=False) if t.number in (a, b)}
+    vectors = []
+    for number in (a, b):
+        t = found.get(number)
+        if t is None:
+            raise StorageError(f"study {study.study_name!r} has no trial {number}")
+        original = t.user_attrs.get(keys.DUPLICATE_OF)
+        if original is not None:  # a duplicate carries its original's result
+            t = next((o for o in study.get_trials(deepcopy=False) if o.number == original), t)
+        packed = t.user_attrs.get(keys.VAL_CORRECT)
+        if not isinstance(packed, str) or t.state != TrialState.COMPLETE:
+            raise StorageError(f"trial {number} has no per-image result (only COMPLETE trials of resattn ≥ 0.2 "
+                               "store one)")
+        vectors.append((packed, accuracy(t)))
+    bits = [unpack_bits(packed) for packed, _ in vectors]
+    if bits[0].shape != bits[1].shape:
+        raise StorageError(f"trials {a} and {b} were scored on different validation splits")
+    only_a, only_b, p = mcnemar(bits[0], bits[1])
+    return TrialComparison(a, b, float(bits[0].mean()), float(bits[1].mean()), int(bits[0].size), only_a, only_b, p)
+
+
+def proxy_noise(study: optuna.Study) -> tuple[int, float] | None:
+    """``(validation images, standard error of one accuracy)`` of the study's proxy scores, from the
+    stored per-image results (binomial: ``sqrt(p (1 − p) / n)`` at the typical accuracy)."""
+    from resattn.study.records import unpack_bits
+
+    trials = complete_trials(study)
+    for t in trials:
+        packed = t.user_attrs.get(keys.VAL_CORRECT)
+        if isinstance(packed, str):
+            try:
+                n = int(unpack_bits(packed).size)
+            except ValueError:
+                continue
+            accs = sorted(accuracy(x) for x in trials)
+            p = accs[len(accs) // 2]
+            return n, math.sqrt(max(p * (1 - p), 1e-12) / n)
+    return None

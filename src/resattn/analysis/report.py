@@ -1,7 +1,8 @@
 """A study's report: one self-contained HTML page (plotly, its JavaScript inlined: no CDN, opens
 offline) and a PNG copy of every figure (matplotlib; kaleido is not needed).
 
-Figures, in order (the first answers "which pattern wins at which slot"):
+Figures, in order: when the study has a confirmation (``resattn confirm``), first its verdict with
+each candidate's interval; then (the first that answers "which pattern wins at which slot"):
 
 1. ``placement-map``: slots × kinds and slots × attentions; best and mean val accuracy of the
    COMPLETE trials that chose each, with their counts;
@@ -36,6 +37,7 @@ from resattn.analysis.inspect import (
     top_trials,
 )
 from resattn.study import keys
+from resattn.study.records import load_report
 
 __all__ = ["FIGURES", "MIN_COMPLETE", "ReportResult", "write_report"]
 
@@ -85,6 +87,8 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, storage_url: str |
 
     sections: list[tuple[str, str, Any]] = []  # (title, caption html, plotly figure or None)
     builders = (
+        *((("confirmation", "The verdict: paired-seed confirmation", _confirmation_figures),)
+          if load_report(study) is not None else ()),
         ("placement-map", "Which pattern wins at which slot", _placement_figures),
         ("history", "Optimisation history", _history_figures),
         ("importances", "Parameter importances per slot (fANOVA)", _importance_figures),
@@ -159,25 +163,39 @@ def _html_page(study: optuna.Study, sections: list[Any], storage_url: str | None
 
 
 def winners_sentence(kinds: PlacementMap, attentions: PlacementMap) -> str:
-    """Per slot: the kind and the attention with the best mean accuracy."""
+    """Per slot: the kind and the attention with the best mean accuracy, called a finding only where it
+    stands out of the noise (:meth:`PlacementMap.distinct_winners`)."""
     parts = []
-    kw, aw = kinds.winners("mean"), attentions.winners("mean")
+    kw, aw = kinds.distinct_winners(), attentions.distinct_winners()
     for slot in kinds.slots:
         if kw.get(slot) is None:
             parts.append(f"{slot}: no completed trial")
             continue
-        kind, kc = kw[slot]
-        text = f"{slot}: {kind} (mean {_fmt(kc.mean)} over {kc.count}, best {_fmt(kc.best)})"
-        if aw.get(slot) is not None:
-            att, ac = aw[slot]
-            text += f", attention {att} (mean {_fmt(ac.mean)} over {ac.count})"
-        parts.append(text)
-    return "Best by mean val accuracy of the completed trials choosing it: " + "; ".join(parts) + "."
+        texts = []
+        for what, win in (("kind", kw[slot]), ("attention", aw.get(slot))):
+            if win is None:
+                continue
+            option, cell, clear = win
+            spread = f"mean {_fmt(cell.mean)} ± {_fmt(cell.se)} over {cell.count}" if cell.se is not None else \
+                f"mean {_fmt(cell.mean)}, {cell.count} trial"
+            if clear:
+                texts.append(f"{what} {option} stands out ({spread})")
+            else:
+                texts.append(f"no {what} stands out (the best mean, {option}: {spread}, is within the noise)")
+        parts.append(f"{slot}: " + ", ".join(texts))
+    return ("Per slot, by mean val accuracy of the completed trials choosing it (± its standard error; a "
+            "difference counts only beyond 1.96 standard errors of the difference): " + "; ".join(parts) + ". "
+            "A proxy study screens; resattn confirm decides.")
 
 
 def _cell_text(m: PlacementMap, stat: str) -> list[list[str]]:
-    return [[f"{_fmt(getattr(m.cell(s, o), stat))}\nn={m.cell(s, o).count}" if m.cell(s, o).count else "n=0"
-             for o in m.options] for s in m.slots]
+    def text(c: Any) -> str:
+        if not c.count:
+            return "n=0"
+        se = f" ±{_fmt(c.se)}" if stat == "mean" and c.se is not None else ""
+        return f"{_fmt(getattr(c, stat))}{se}\nn={c.count}"
+
+    return [[text(m.cell(s, o)) for o in m.options] for s in m.slots]
 
 
 def _placement_figures(study: optuna.Study) -> tuple[str, Any, Any]:
@@ -189,8 +207,8 @@ def _placement_figures(study: optuna.Study) -> tuple[str, Any, Any]:
     if hi <= lo:
         hi = lo + 1e-6
     caption = winners_sentence(kinds, atts) + (
-        " Cells: the best (left) and mean (right) val accuracy of the COMPLETE trials (duplicates left out) "
-        "that chose the kind / attention at that slot; n = their number.")
+        " Cells: the best (left) and mean ± standard error (right) val accuracy of the COMPLETE trials "
+        "(duplicates left out) that chose the kind / attention at that slot; n = their number.")
     panels = [(kinds, "best"), (kinds, "mean"), (atts, "best"), (atts, "mean")]
 
     import plotly.graph_objects as go
@@ -230,6 +248,42 @@ def _placement_figures(study: optuna.Study) -> tuple[str, Any, Any]:
     mfig.suptitle(f"{study.study_name}: placement map (COMPLETE trials)")
     if image is not None:
         mfig.colorbar(image, ax=axes, shrink=0.8, label="val accuracy")
+    return caption, pfig, mfig
+
+
+def _confirmation_figures(study: optuna.Study) -> tuple[str, Any, Any]:
+    """The stored ``resattn confirm`` result: each candidate's mean with its 95 % interval and its paired
+    difference to all-residual with its interval; the caption is the verdict."""
+    from resattn.analysis.confirm import interval_figure
+
+    report = load_report(study)
+    assert report is not None
+    caption = (f"Verdict: {report.get('verdict')} ({len(report.get('seeds') or [])} paired seeds, "
+               f"{report.get('epochs')} epochs per training; the proxy study's ranking above is a screen, "
+               "this is the answer.)")
+    pfig = interval_figure(report)
+
+    import matplotlib.pyplot as plt
+
+    rows = [c for c in report.get("candidates", []) if c.get("mean") is not None][::-1]
+    labels = [f"{c['label']} (#{c['trial']})" for c in rows]
+    mfig, axes = plt.subplots(1, 2, figsize=(11, 1.2 + 0.45 * len(rows)), sharey=True, layout="constrained")
+    for ax, key, title in ((axes[0], "mean", "val accuracy (%), 95 % CI"),
+                           (axes[1], "delta", f"Δ to {report.get('baseline') or 'baseline'} (points)")):
+        xs, lo, hi = [], [], []
+        for c in rows:
+            part = c if key == "mean" else (c.get("delta") or {})
+            mean = part.get("mean")
+            ci = part.get("ci95") or [None, None]
+            xs.append(100 * mean if mean is not None else math.nan)
+            lo.append(100 * (mean - ci[0]) if mean is not None and ci[0] is not None else 0.0)
+            hi.append(100 * (ci[1] - mean) if mean is not None and ci[1] is not None else 0.0)
+        ax.errorbar(xs, range(len(rows)), xerr=[lo, hi], fmt="o", capsize=3)
+        ax.set_title(title, fontsize=10)
+        if key == "delta":
+            ax.axvline(0, linestyle=":", color="grey")
+    axes[0].set_yticks(range(len(rows)), labels, fontsize=8)
+    mfig.suptitle(f"{study.study_name}: confirmation", fontsize=10)
     return caption, pfig, mfig
 
 

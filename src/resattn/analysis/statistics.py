@@ -9,18 +9,21 @@
 - :func:`seeds_needed`: seeds a paired t-test needs to resolve a difference (normal approximation);
 - :func:`mcnemar`: McNemar's exact test of two classifiers on the same images (``scipy.stats.binomtest``);
 - :func:`bootstrap_ci`: a percentile bootstrap interval of any statistic (``scipy.stats.bootstrap``);
-- :func:`pack_bits` / :func:`unpack_bits`: per-image correctness, stored compactly (bit-packed, base64).
+- :func:`pack_bits` / :func:`unpack_bits` (from :mod:`resattn.study.records`): per-image correctness,
+  stored compactly (bit-packed, base64).
 """
 
 from __future__ import annotations
 
-import base64
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+from resattn.study.records import pack_bits, unpack_bits
 
 __all__ = [
     "Difference",
@@ -168,24 +171,12 @@ def bootstrap_ci(
     if len(arrays[0]) < 3:
         return NAN, NAN
     try:
-        result = stats.bootstrap(
-            arrays, statistic, paired=True, vectorized=False, confidence_level=confidence,
-            n_resamples=resamples, method="percentile", rng=np.random.default_rng(seed),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # degenerate resamples (all-equal scores) give NaN, returned as such
+            result = stats.bootstrap(
+                arrays, statistic, paired=True, vectorized=False, confidence_level=confidence,
+                n_resamples=resamples, method="percentile", rng=np.random.default_rng(seed),
+            )
     except (ValueError, FloatingPointError):
         return NAN, NAN
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def pack_bits(correct: Sequence[bool] | np.ndarray) -> str:
-    """Per-image correctness as base64 of the bits (8 images a byte)."""
-    return base64.b64encode(np.packbits(np.asarray(correct, dtype=bool)).tobytes()).decode("ascii")
-
-
-def unpack_bits(text: str, n: int) -> np.ndarray:
-    """The ``n`` booleans :func:`pack_bits` wrote."""
-    raw = np.frombuffer(base64.b64decode(text.encode("ascii"), validate=True), dtype=np.uint8)
-    bits = np.unpackbits(raw)[:n].astype(bool)
-    if len(bits) != n:
-        raise ValueError(f"packed correctness holds {len(bits)} images, expected {n}")
-    return bits

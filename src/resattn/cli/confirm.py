@@ -53,7 +53,7 @@ def run_confirmation(storage: str, study: str | None, *, top: int, seeds: int, e
                      images: int | None, device: str, as_json: bool) -> dict[str, Any]:
     """Load the study, run the confirmation with progress lines (on stderr with ``--json``)."""
     from resattn.analysis.confirm import confirm_study
-    from resattn.study.storage import load_study
+    from resattn.study.storage import default_artifact_dir, load_study
 
     study_obj = guard(lambda: load_study(storage, study))
     console = err_console if as_json else out_console
@@ -63,9 +63,14 @@ def run_confirmation(storage: str, study: str | None, *, top: int, seeds: int, e
         console.print(f"seed {seed}: {candidate.label} (trial {candidate.trial}) val_accuracy "
                       f"{acc:.4f} ({how})", soft_wrap=True)
 
+    artifacts = str(default_artifact_dir(storage))
     report = guard(lambda: confirm_study(study_obj, top=top, seeds=seeds, epochs=epochs, images=images,
-                                         device=device, on_result=progress))
+                                         device=device, on_result=progress, artifact_dir=artifacts))
     console.print(f"{report.trained} trainings run now ({report.seconds:.0f} s), {report.reused} reused from the study")
+    for note in report.notes:
+        console.print(f"note: {note}", soft_wrap=True)
+    console.print(f"in optuna-dashboard (resattn dashboard --storage {storage}): the interval plot on the study "
+                  f"page, each finalist's model file on its trial page (artifacts in {artifacts})", soft_wrap=True)
     return report.to_dict()
 
 

@@ -52,8 +52,8 @@ def export_cmd(
     image_size: Annotated[int, typer.Option(help="ONNX only: input height and width.", min=4, max=1024)] = 32,
 ) -> None:
     """Export a trial's architecture: a self-contained .py file (imports only torch) or an ONNX model."""
+    from resattn.analysis.winner import export_trial, trial_spec
     from resattn.export.onnx import export_onnx
-    from resattn.export.trial import export_trial, trial_spec
 
     setup_logging(False)
     fmt = format_.strip().lower()
@@ -146,8 +146,8 @@ def _train_inputs(
     study: str | None, trial: int | None, best: bool, spec_file: Path | None, model_file: Path | None,
     storage: str, recipe: str, overrides: list[str],
 ) -> tuple[Any, str, str, Any, int | None]:
+    from resattn.analysis.winner import trial_spec
     from resattn.errors import ConfigError
-    from resattn.export.trial import trial_spec
     from resattn.study.recipe import load_recipe
     from resattn.training.retrain import spec_from_file, spec_from_model_file
 

@@ -28,8 +28,9 @@ def make_dashboard_server(storage_url: str, host: str = "127.0.0.1", port: int =
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
     import optuna_dashboard
+    from optuna.artifacts import FileSystemArtifactStore
 
-    from resattn.study.storage import open_existing_storage
+    from resattn.study.storage import default_artifact_dir, open_existing_storage
 
     class _Quiet(WSGIRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -40,7 +41,10 @@ def make_dashboard_server(storage_url: str, host: str = "127.0.0.1", port: int =
         allow_reuse_address = True
 
     storage = open_existing_storage(storage_url)
-    return make_server(host, port, optuna_dashboard.wsgi(storage), server_class=_Server, handler_class=_Quiet)
+    artifacts = default_artifact_dir(storage_url)  # the finalists' model files attached by resattn confirm
+    store = FileSystemArtifactStore(str(artifacts)) if artifacts.is_dir() else None
+    return make_server(host, port, optuna_dashboard.wsgi(storage, artifact_store=store), server_class=_Server,
+                       handler_class=_Quiet)
 
 
 def dashboard_cmd(
@@ -98,14 +102,31 @@ def show_cmd(
     storage: StorageOpt = DEFAULT_STORAGE,
     study: StudyOpt = None,
     top: Annotated[int, typer.Option(help="How many of the best trials to show.", min=1)] = 5,
+    compare: Annotated[
+        tuple[int, int] | None,
+        typer.Option(help="Compare two trials image by image on the validation split (McNemar's exact test).",
+                     metavar="A B"),
+    ] = None,
 ) -> None:
     """The best trials of a study (the Pareto front with several objectives), with placements and the
-    command that exports each."""
-    from resattn.analysis.inspect import export_command, list_studies, top_trials
+    command that exports each; the confirmed ranking when resattn confirm has run."""
+    from resattn.analysis.inspect import compare_trials, export_command, list_studies, proxy_noise, top_trials
+    from resattn.cli.confirm import print_confirmation
+    from resattn.study.records import load_report
     from resattn.study.storage import load_study
 
     setup_logging(False)
     study_obj = guard(lambda: load_study(storage, study))
+    if compare is not None:
+        c = guard(lambda: compare_trials(study_obj, compare[0], compare[1]))
+        out_console.print(
+            f"trial {c.a}: {100 * c.accuracy_a:.1f} %, trial {c.b}: {100 * c.accuracy_b:.1f} % on the same "
+            f"{c.images} validation images; only trial {c.a} right on {c.only_a}, only trial {c.b} right on "
+            f"{c.only_b}: McNemar exact p = {c.p:.3g}"
+            + (" (a real difference at the 5 % level)" if c.p < 0.05 else " (not distinguishable at the 5 % level)"),
+            soft_wrap=True,
+        )
+        return
     (info,) = guard(lambda: list_studies(storage, [study_obj.study_name]))
     out_console.print(
         f"study {info.name}: {info.complete} complete, {info.pruned} pruned, {info.failed} failed"
@@ -126,6 +147,16 @@ def show_cmd(
             "  ".join(t.placement) + (f"  ({t.design})" if t.design else ""),
         )
     out_console.print(table)
+    noise = proxy_noise(study_obj)
+    if noise is not None:
+        out_console.print(f"note: each proxy accuracy comes from {noise[0]} validation images, a standard error of "
+                          f"about {100 * noise[1]:.1f} points: smaller differences are noise", soft_wrap=True)
+    report = load_report(study_obj)
+    if report is not None:
+        print_confirmation(report)
+    else:
+        out_console.print("not confirmed: resattn confirm re-trains the best distinct architectures and the "
+                          "baselines on paired seeds and says which differences are real", soft_wrap=True)
     out_console.print("export:")
     for t in rows:
         out_console.print(f"  trial {t.number}: {export_command(storage, info.name, t.number)}", soft_wrap=True)

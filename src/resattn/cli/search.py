@@ -150,6 +150,16 @@ def _print_summary(result: Any, console: Console) -> None:
     else:
         console.print("no trial has completed yet")
     storage = _redact(result.storage)
+    confirmation = getattr(result, "confirmation", None)
+    if confirmation is not None:
+        from resattn.cli.confirm import print_confirmation
+
+        print_confirmation(confirmation, console)
+    elif result.best is not None:
+        console.print(
+            f"the best proxy score may be a lucky draw: confirm the top with resattn confirm --storage {storage} "
+            f"--study {result.study_name} --top 3", soft_wrap=True,
+        )
     if result.best is not None:
         console.print(
             f"export the best: resattn export --storage {storage} --study {result.study_name} --best "
@@ -199,9 +209,15 @@ def search_cmd(
     stop_when_converged: Annotated[
         bool,
         typer.Option("--stop-when-converged",
-                     help="Stop before --trials when Optuna's terminator judges the study converged "
-                          "(one objective, single process)."),
+                     help="Stop before --trials once the last half of the search improved the best by less than "
+                          "the proxy's noise (measured by resattn confirm/validate, else search.convergence_noise; "
+                          "one objective, single process)."),
     ] = False,
+    confirm: Annotated[
+        int | None,
+        typer.Option("--confirm", help="Then run resattn confirm on the K best distinct architectures (and the "
+                                       "baselines), 5 paired seeds.", min=1, metavar="K"),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run (or continue) a placement study until --trials trials have finished."""
@@ -232,3 +248,11 @@ def search_cmd(
     _print_summary(result, out_console)
     if result.interrupted:
         raise typer.Exit(EXIT_TERMINATED if result.interrupted == "SIGTERM" else EXIT_INTERRUPTED)
+    if confirm is not None:
+        from resattn.cli.confirm import print_confirmation, run_confirmation
+
+        out_console.print(f"confirming the {confirm} best distinct architectures and the baselines "
+                          "(resattn confirm, 5 paired seeds)")
+        report = run_confirmation(storage, result.study_name, top=confirm, seeds=5, epochs=None, images=None,
+                                  device=device, as_json=False)
+        print_confirmation(report)

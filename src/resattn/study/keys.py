@@ -20,6 +20,8 @@ A trial's user attributes (DESIGN.md §4) — every one optional for trials made
 ``design``                the baseline design a queued trial is (``all-residual``, …)
 ``duplicate_of``          the trial whose architecture this one repeats (not trained again)
 ``saved_seconds``         the training time that saved
+``val_correct``           per validation image (the study's seeded split, in order), whether the last
+                          epoch classified it right: base64 of the packed bits
 ``hostname``/``worker_pid``  the process that ran it
 ========================  ======================================================================
 """
@@ -54,6 +56,7 @@ __all__ = [
     "STUDY_SPACE_FINGERPRINT",
     "STUDY_VERSION",
     "VALIDATE_PREFIX",
+    "VAL_CORRECT",
     "WORKER_PID",
 ]
 
@@ -77,6 +80,7 @@ FAIL_REASON = "fail_reason"
 DESIGN = "design"
 DUPLICATE_OF = "duplicate_of"
 SAVED_SECONDS = "saved_seconds"
+VAL_CORRECT = "val_correct"
 HOSTNAME = "hostname"
 WORKER_PID = "worker_pid"
 

@@ -26,6 +26,7 @@ from resattn.study import keys
 from resattn.study.dedup import arch_hash, find_original
 from resattn.study.notes import trial_note
 from resattn.study.recipe import Recipe
+from resattn.study.records import pack_bits
 from resattn.study.space import SearchSpace, placement, sample
 from resattn.training.data import Dataset, ImageData, load_dataset, split_train_val, subset_images
 from resattn.training.loop import EpochResult, OutOfMemory, TrainingDiverged, train
@@ -135,8 +136,10 @@ class Objective:
         data: ProxyData,
         device: torch.device,
         reporter: SearchReporter,
+        artifact_dir: str | None = None,
     ):
         self.space = space
+        self.artifact_dir = artifact_dir
         self.recipe = recipe
         self.data = data
         self.device = device
@@ -232,6 +235,9 @@ class Objective:
             trial.set_user_attr(keys.SECONDS, round(time.perf_counter() - started, 3))
             del model
         trial.set_user_attr(keys.IMAGES_PER_SECOND, round(result.images_per_second, 1))
+        if result.val_correct is not None:  # per validation image, for paired tests between trials
+            trial.set_user_attr(keys.VAL_CORRECT, pack_bits(result.val_correct.numpy()))
+        self._attach_model_file(trial, spec)
         acc = float(result.val_accuracy if result.val_accuracy is not None else float("nan"))
         values = {"val_accuracy": acc, "params": float(stats.params), "flops": float(stats.flops)}
         if single:
@@ -257,6 +263,31 @@ class Objective:
                 trial.report(value, step)
             return float(original.values[0])
         return [float(v) for v in original.values]
+
+
+    def _attach_model_file(self, trial: optuna.Trial, spec: NetSpec) -> None:
+        """The trial's standalone model file as an Optuna artifact (optuna-dashboard offers it for
+        download on the trial's page). Only while the trial runs can it take one; a failure to attach
+        is logged, never a failed trial."""
+        if self.artifact_dir is None:
+            return
+        import tempfile
+        from pathlib import Path
+
+        from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+        from resattn.export.source import ExportError, write_export
+
+        try:
+            Path(self.artifact_dir).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="resattn-trial-") as tmp:
+                header = {"study": trial.study.study_name, "trial": trial.number,
+                          "placement": trial.user_attrs.get(keys.PLACEMENT) or []}
+                path = write_export(Path(tmp) / f"trial{trial.number}.py", spec, header=header)
+                upload_artifact(artifact_store=FileSystemArtifactStore(self.artifact_dir), file_path=str(path),
+                                study_or_trial=trial, mimetype="text/x-python")
+        except (OSError, ExportError) as err:
+            log.warning("trial %d: model file not attached as an artifact (%s)", trial.number, err)
 
 
 def budget_constraints(params: int, flops: int, recipe: Recipe) -> list[float]:

@@ -3,11 +3,14 @@ Pareto summary, and a trial's recorded spec."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -23,8 +26,11 @@ __all__ = [
     "finished_count",
     "load_report",
     "load_trial_spec",
+    "measured_noise",
+    "pack_bits",
     "recipe_of_study",
     "summarize",
+    "unpack_bits",
 ]
 
 log = logging.getLogger(__name__)
@@ -151,3 +157,46 @@ def confirmed_winner(study: optuna.Study) -> tuple[int, str] | None:
     if report is None or not isinstance(report.get("winner"), int):
         return None
     return int(report["winner"]), str(report.get("winner_reason") or "confirmed by resattn confirm")
+
+
+def pack_bits(correct: Sequence[bool] | np.ndarray) -> str:
+    """Per-image correctness, compactly: ``"<count>:<base64 of the bits, 8 images a byte>"``."""
+    bits = np.asarray(correct, dtype=bool)
+    return f"{bits.size}:" + base64.b64encode(np.packbits(bits).tobytes()).decode("ascii")
+
+
+def unpack_bits(text: str) -> np.ndarray:
+    """The booleans :func:`pack_bits` wrote; ``ValueError`` for anything else."""
+    count, sep, payload = str(text).partition(":")
+    if not sep or not count.isdigit():
+        raise ValueError("not packed per-image results")
+    raw = np.frombuffer(base64.b64decode(payload.encode("ascii"), validate=True), dtype=np.uint8)
+    n = int(count)
+    if len(raw) != (n + 7) // 8:
+        raise ValueError(f"packed per-image results hold {8 * len(raw)} bits for {n} images")
+    return np.unpackbits(raw)[:n].astype(bool)
+
+
+def measured_noise(study: optuna.Study) -> tuple[float, str] | None:
+    """The seed-to-seed spread of one accuracy measured on this study: the median, over architectures,
+    of the standard deviation of their re-trainings — from ``resattn confirm`` when it has run, else
+    from ``resattn validate``; None before either."""
+    import statistics
+
+    report = load_report(study)
+    if report is not None:
+        sds = [statistics.stdev(v) for c in report["candidates"]
+               if len(v := [a for a in c.get("accuracy", []) if isinstance(a, int | float)]) > 1]
+        if sds:
+            return statistics.median(sds), "the seed-to-seed spread measured by resattn confirm"
+    groups: dict[str, list[float]] = {}
+    for key, value in study.user_attrs.items():
+        rest = key.removeprefix(keys.VALIDATE_PREFIX)
+        if rest == key or not isinstance(value, dict) or not isinstance(value.get("accuracy"), int | float):
+            continue
+        trial_epochs, _, _seed = rest.rpartition(".")
+        groups.setdefault(trial_epochs, []).append(float(value["accuracy"]))
+    sds = [statistics.stdev(v) for v in groups.values() if len(v) > 1]
+    if sds:
+        return statistics.median(sds), "the seed-to-seed spread measured by resattn validate"
+    return None

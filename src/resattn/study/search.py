@@ -7,8 +7,8 @@ draws it with rich) and logs; it never prints."""
 from __future__ import annotations
 
 import logging
+import math
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,10 +21,10 @@ from resattn.study.keys import DEFAULT_STORAGE
 from resattn.study.loop import run_trials
 from resattn.study.objective import NullReporter, Objective, SearchReporter, prepare_data
 from resattn.study.recipe import Recipe
-from resattn.study.records import TrialSummary, finished_count, summarize
+from resattn.study.records import TrialSummary, finished_count, load_report, measured_noise, summarize
 from resattn.study.setup import default_study_name, open_study
 from resattn.study.space import SearchSpace
-from resattn.study.storage import open_storage, redact
+from resattn.study.storage import default_artifact_dir, open_storage, redact
 from resattn.study.workers import fail_orphaned_journal_trials, parse_gpus, plan_workers, run_parallel
 from resattn.training.loop import resolve_device
 
@@ -67,6 +67,8 @@ class SearchResult:
     over_budget: int = 0
     #: One-line notices for the user (e.g. a pruner ignored with several objectives).
     notices: tuple[str, ...] = ()
+    #: The study's stored confirmation (``resattn confirm``), when it has one.
+    confirmation: dict[str, Any] | None = None
 
 
 def run_search(
@@ -95,9 +97,9 @@ def run_search(
     ``workers > 1`` or ``gpus`` run the trials in that many worker processes on this machine
     (:mod:`resattn.study.workers`); the budget stays ``trials`` in total.
 
-    ``stop_when_converged`` (one objective, this process) ends the study early when Optuna's
-    terminator judges that further trials are unlikely to beat the best by more than the noise
-    (:func:`convergence_callback`); ``stopped_reason`` then reads "converged (terminator)".
+    ``stop_when_converged`` (one objective, this process) ends the study early once the last half of
+    the search improved the best by less than the proxy's noise (:func:`convergence_callback`);
+    ``stopped_reason`` then starts with "converged".
     """
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ConfigError(f"must be a positive integer, got {trials!r}", key="--trials")
@@ -132,12 +134,16 @@ def run_search(
     elif done < trials:
         fail_orphaned_journal_trials(study)  # a journal file has no heartbeat: our own dead runs
         _, data = prepare_data(recipe, torch_device)
-        objective = Objective(space, recipe, data, torch_device, reporter)
+        objective = Objective(space, recipe, data, torch_device, reporter,
+                              artifact_dir=str(default_artifact_dir(storage)))
         callbacks: list[Any] = [lambda study, trial: reporter.trial_finished(study, trial, finished_count(study))]
         converged: list[str] = []
         if stop_when_converged and len(recipe.search.objectives) == 1:
-            callbacks.append(convergence_callback(lambda: converged.append("converged (terminator)"),
-                                                  recipe.search.convergence_noise))
+            noise, source = convergence_noise(study, recipe)
+            log.info("--stop-when-converged: noise %.4g (%s)", noise, source)
+            callbacks.append(convergence_callback(
+                lambda: converged.append(f"converged: the last half of the search improved the best by less "
+                                         f"than the noise {noise:.3g} ({source})"), noise))
         try:
             stopped_reason = run_trials(
                 study, objective, trials=trials, callbacks=callbacks,
@@ -169,6 +175,7 @@ def run_search(
         architectures=summary["architectures"],
         over_budget=summary["over_budget"],
         notices=tuple(notices),
+        confirmation=load_report(study),
     )
 
 
@@ -184,59 +191,56 @@ def search_notices(
             f"({', '.join(objectives)}); every trial trains all {recipe.train.epochs} epochs"
         )
     if stop_when_converged and len(objectives) > 1:
-        out.append("--stop-when-converged ignored: the terminator supports one objective only")
+        out.append("--stop-when-converged ignored: the stopping rule judges one objective only")
     elif stop_when_converged and (workers > 1 or gpus):
         out.append("--stop-when-converged ignored: it works in a single-process search only")
     return out
 
 
-#: Terminator settings: never judge before this many COMPLETE trials; stop when the regret bound
-#: (how much the best val_accuracy can still improve) falls below the proxy's own noise, i.e. the
-#: accuracy difference that re-training the same network with another seed produces (0.005 = half a
-#: percentage point; measure yours with `resattn validate --seeds 2`).
-TERMINATOR_MIN_TRIALS = 20
+#: --stop-when-converged: never judge before this many COMPLETE trials.
+CONVERGENCE_MIN_TRIALS = 20
+#: ... and judge the improvement over the last max(this, half of the COMPLETE trials) of them.
+CONVERGENCE_MIN_WINDOW = 10
 
 
-TERMINATOR_NOISE = 0.005
+def convergence_noise(study: optuna.Study, recipe: Recipe) -> tuple[float, str]:
+    """The accuracy difference the search cannot tell from luck, and where it comes from: the
+    seed-to-seed spread measured on this study (``resattn confirm``, else ``resattn validate``), or the
+    recipe's ``search.convergence_noise`` before either has run."""
+    measured = measured_noise(study)
+    if measured is not None:
+        return measured
+    return recipe.search.convergence_noise, "the recipe's search.convergence_noise"
 
 
-def convergence_callback(on_stop: Any, noise: float = TERMINATOR_NOISE) -> Any:
-    """A study callback that stops the study when Optuna's terminator says it has converged.
+def convergence_callback(on_stop: Any, noise: float = 0.005, *, min_trials: int = CONVERGENCE_MIN_TRIALS,
+                         min_window: int = CONVERGENCE_MIN_WINDOW) -> Any:
+    """A study callback that stops the study once the search has stopped finding anything real.
 
-    Improvement: :class:`~optuna.terminator.RegretBoundEvaluator` (a GP upper bound of how much
-    the best accuracy can still improve). Error: :class:`~optuna.terminator.StaticErrorEvaluator`
-    with ``noise`` (the recipe's ``search.convergence_noise``, default :data:`TERMINATOR_NOISE`),
-    the seed-to-seed noise of a proxy accuracy: an improvement
-    smaller than that could not be told from luck. (Optuna's default, cross-validation error,
-    needs CV folds that resattn does not have; its MedianErrorEvaluator is scale-free and hardly
-    ever fires on proxy accuracies.) Evaluated after COMPLETE trials only; any terminator error is
-    logged and the search goes on. Optuna marks ``optuna.terminator`` deprecated since 4.9 (to be
-    removed in 6.0): the warning is silenced here.
+    After each COMPLETE trial, once there are ``min_trials`` of them: let the window be the last
+    ``max(min_window, n // 2)`` COMPLETE trials; the study has converged when the best value of all
+    trials exceeds the best before the window by less than ``noise`` — the last half of the search
+    found no improvement that could be told from a lucky draw. ``noise`` is the seed-to-seed spread of
+    one proxy accuracy (:func:`convergence_noise`). One objective (maximised or minimised).
+    Deterministic, no model fitted: the project's own rule, replacing Optuna's terminator (deprecated
+    since Optuna 4.9, removed in 6.0).
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        from optuna.terminator import RegretBoundEvaluator, StaticErrorEvaluator, Terminator
-
-        terminator = Terminator(
-            improvement_evaluator=RegretBoundEvaluator(),
-            error_evaluator=StaticErrorEvaluator(constant=noise),
-            min_n_trials=TERMINATOR_MIN_TRIALS,
-        )
 
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
         if trial.state != TrialState.COMPLETE or getattr(study, "_stop_flag", False):
             return
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                warnings.simplefilter("ignore", FutureWarning)
-                stop = terminator.should_terminate(study)
-        except Exception as err:  # a GP that cannot be fitted must not end the search
-            log.debug("terminator: %s", err)
+        values = [t.values[0] for t in sorted(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                                              key=lambda t: t.number)
+                  if t.values and math.isfinite(t.values[0])]
+        if len(values) < min_trials:
             return
-        if stop:
-            log.info("terminator: the study has converged after trial %d", trial.number)
+        window = max(min_window, len(values) // 2)
+        sign = 1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1.0
+        before = max(sign * v for v in values[:-window])
+        best = max(sign * v for v in values)
+        if best - before < noise:
+            log.info("converged after trial %d: the last %d complete trials improved the best by %.4g < %.4g",
+                     trial.number, window, best - before, noise)
             on_stop()
             study.stop()
 

@@ -26,6 +26,7 @@ from resattn.errors import StorageError
 __all__ = [
     "GRACE_PERIOD",
     "HEARTBEAT_INTERVAL",
+    "default_artifact_dir",
     "load_study",
     "open_existing_storage",
     "open_storage",
@@ -130,6 +131,20 @@ def _sqlite_wal(storage: RDBStorage) -> None:
             conn.execute(sqlalchemy.text("PRAGMA journal_mode=WAL"))
     except Exception as err:  # an in-memory database, a read-only file: keep the default mode
         log.debug("cannot switch SQLite to WAL: %s", err)
+
+
+def default_artifact_dir(url: str) -> Path:
+    """Where a study's artifacts (the finalists' exported model files) go by default: beside a file
+    database (``studies/resattn.db`` → ``studies/resattn-artifacts``), else ``studies/artifacts``."""
+    path: str | None = None
+    if "://" not in url:
+        path = url
+    elif url.startswith("sqlite") and ":///" in url:
+        path = url.split(":///", 1)[1].split("?", 1)[0]
+    if path and path != ":memory:" and not path.startswith("file:"):
+        p = Path(path).expanduser()
+        return p.with_name(f"{p.stem}-artifacts")
+    return Path("studies") / "artifacts"
 
 
 def redact(url: str) -> str:

@@ -65,7 +65,7 @@ from resattn.study import keys
 from resattn.study.loop import MAX_CONSECUTIVE_FAILURES, POLL_SECONDS, run_trials, with_retry
 from resattn.study.objective import NullReporter, Objective, prepare_data
 from resattn.study.setup import open_study
-from resattn.study.storage import open_storage
+from resattn.study.storage import default_artifact_dir, open_storage
 from resattn.training.loop import resolve_device
 
 __all__ = [
@@ -158,7 +158,8 @@ def run_worker(
     store = open_storage(storage)
     study, _ = with_retry(lambda: open_study(store, study_name, space, recipe, seed=seed), "open study")
     _, data = prepare_data(recipe, torch_device)
-    objective = Objective(space, recipe, data, torch_device, NullReporter())
+    objective = Objective(space, recipe, data, torch_device, NullReporter(),
+                          artifact_dir=str(default_artifact_dir(storage)))
     deadline = time.monotonic() + timeout if timeout else None
     try:
         reason = run_trials(study, objective, trials=trials, deadline=deadline, lock_path=lock_path,

@@ -1,4 +1,5 @@
-"""Export a trial of a stored study: pick it (by number, or the best), read its spec, write the file."""
+"""The study's answer as a file: pick a trial (by number, the confirmed winner, or the best proxy
+score), read its spec, and write the standalone model file (``resattn export`` / ``train --study``)."""
 
 from __future__ import annotations
 
