@@ -116,6 +116,18 @@ def test_show_lists_best_trials_and_export_commands(inspect_db, capsys):
         assert t.placement[0] in out
     rows = [line for line in out.splitlines() if line.startswith("│")]
     assert [int(r.strip("│ ").split("│")[0]) for r in rows] == [t.number for t in top]
+    assert "standard error of about" in out and "not confirmed: resattn confirm" in out
+
+
+def test_show_compare_runs_mcnemar_on_the_stored_per_image_results(inspect_db, capsys):
+    study = optuna.load_study(study_name=STUDY, storage=url(inspect_db))
+    a, b = [t.number for t in summarize(study, top_k=2)["top"]]
+    code, out, err = run_cli(["show", "--storage", url(inspect_db), "--compare", str(a), str(b)], capsys)
+    assert code == 0, err
+    assert f"trial {a}:" in out and "McNemar exact p = " in out and "validation images" in out
+    pruned = next(t.number for t in study.trials if t.state.name == "PRUNED")
+    code, out, err = run_cli(["show", "--storage", url(inspect_db), "--compare", str(a), str(pruned)], capsys)
+    assert code == 2 and "no per-image result" in err and "Traceback" not in err
 
 
 def test_show_and_report_need_a_study_name_when_there_are_several(tmp_path, capsys):
