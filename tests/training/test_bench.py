@@ -53,3 +53,21 @@ def test_run_bench_validates(cifar_slice: Dataset) -> None:
         run_bench(TINY, cifar_slice, device="cpu", batch_size=256, steps=1)
     with pytest.raises(ConfigError, match="steps"):
         run_bench(TINY, cifar_slice, device="cpu", batch_size=32, steps=0)
+
+
+def test_precision_accuracy_trains_both_precisions_on_paired_seeds() -> None:
+    import torch
+
+    from resattn import BlockSpec, NetSpec
+    from resattn.training.bench import run_precision_accuracy
+    from resattn.training.config import TrainConfig
+    from resattn.training.data import ImageData
+
+    g = torch.Generator().manual_seed(0)
+    data = ImageData(torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8, generator=g),
+                     torch.randint(0, 10, (64,), generator=g))
+    spec = NetSpec(stem_channels=4, layers=(BlockSpec("residual", 4),))
+    result = run_precision_accuracy(spec, data, data, TrainConfig(epochs=1, batch_size=32, lr=0.05), device="cpu",
+                                    mean=(0.5,) * 3, std=(0.2,) * 3, seeds=2)
+    assert result.seeds == (0, 1) and len(result.fp32) == len(result.bf16) == 2
+    assert all(0.0 <= a <= 1.0 for a in result.fp32 + result.bf16)

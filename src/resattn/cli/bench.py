@@ -38,6 +38,12 @@ def bench_cmd(
     compile_: Annotated[
         str, typer.Option("--compile", help="Fast loop: auto (only if the timed steps repay it) | on | off.")
     ] = "auto",
+    precision_accuracy: Annotated[
+        int | None,
+        typer.Option("--precision-accuracy", metavar="SEEDS",
+                     help="Instead: train the quick recipe's design in fp32 and in bf16 on SEEDS seeds each and "
+                          "compare the validation accuracies (does bf16 cost accuracy?).", min=2),
+    ] = None,
 ) -> None:
     """Images/s of the fast proxy loop vs a plain DataLoader loop; with --workers, search trials/hour.
 
@@ -47,6 +53,9 @@ def bench_cmd(
     from resattn.training.bench import format_bench, run_bench
 
     setup_logging(False)
+    if precision_accuracy is not None:
+        _precision_accuracy(precision_accuracy, dataset, device, design)
+        return
     if search_workers is not None:
         _scaling_bench(search_workers, search_trials, dataset, device)
         return
@@ -60,6 +69,42 @@ def bench_cmd(
                           warmup_steps=warmup_steps, num_workers=loader_workers, config=config)
     )
     out_console.print(format_bench(result))
+
+
+def _precision_accuracy(seeds: int, dataset: str, device: str, design: str) -> None:
+    import dataclasses
+
+    import optuna
+
+    from resattn.analysis.statistics import mean_ci, paired_difference
+    from resattn.study.objective import prepare_data
+    from resattn.study.space import baseline_designs, sample
+    from resattn.training.bench import run_precision_accuracy
+    from resattn.training.loop import resolve_device
+
+    space_obj, recipe_obj = guard(lambda: load_inputs(None, "quick", [f"data.dataset={dataset}"]))
+    designs = dict(baseline_designs(space_obj))
+    if design not in designs:
+        raise fail(f"--design: {design!r} is not expressible in the quick space; allowed: {', '.join(designs)}")
+    dev = guard(lambda: resolve_device(device))
+    _, data = guard(lambda: prepare_data(recipe_obj, dev))
+    spec = sample(optuna.trial.FixedTrial(designs[design]), space_obj, num_classes=data.num_classes)
+    config = dataclasses.replace(recipe_obj.train, channels_last="off")
+    out_console.print(f"bench: design {design} of the quick space, the quick recipe ({recipe_obj.train.epochs} "
+                      f"epochs, {len(data.train)} training / {len(data.val)} validation images), fp32 vs bf16, "
+                      f"{seeds} seeds, device {dev}")
+    result = guard(lambda: run_precision_accuracy(spec, data.train, data.val, config, device=dev, mean=data.mean,
+                                                  std=data.std, seeds=seeds))
+    out_console.print(f"{'seed':>4}  {'fp32':>7}  {'bf16':>7}")
+    for seed, a, b in zip(result.seeds, result.fp32, result.bf16, strict=True):
+        out_console.print(f"{seed:>4}  {a:>7.4f}  {b:>7.4f}")
+    for name, values in (("fp32", result.fp32), ("bf16", result.bf16)):
+        s = mean_ci(values)
+        sd = (sum((v - s.mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+        out_console.print(f"{name}: mean {s.mean:.4f}, seed-to-seed sd {sd:.4f}, 95% CI [{s.low:.4f}, {s.high:.4f}], "
+                          f"{result.seconds[name]:.0f} s of training")
+    d = paired_difference(list(result.bf16), list(result.fp32))
+    out_console.print(f"bf16 - fp32 (paired by seed): {d.mean:+.4f} [{d.low:+.4f}, {d.high:+.4f}], p = {d.p:.2g}")
 
 
 def _scaling_bench(counts: str, trials: int, dataset: str, device: str) -> None:

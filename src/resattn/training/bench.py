@@ -23,6 +23,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ from resattn.training.loop import (
 )
 from resattn.training.precision import autocast_context, choose_execution, warn_compile_failed
 
-__all__ = ["BenchResult", "format_bench", "run_bench"]
+__all__ = ["BenchResult", "PrecisionAccuracy", "format_bench", "run_bench", "run_precision_accuracy"]
 
 log = logging.getLogger(__name__)
 
@@ -333,3 +334,37 @@ def run_bench(
         fast_data_images_per_second=fast_data_ips,
         reference_data_images_per_second=ref_data_ips,
     )
+
+
+# ------------------------------------------------------------------------- precision vs accuracy
+
+
+@dataclass(frozen=True)
+class PrecisionAccuracy:
+    """Validation accuracy of the same training run in fp32 and in bf16, per seed."""
+
+    seeds: tuple[int, ...]
+    fp32: tuple[float, ...]
+    bf16: tuple[float, ...]
+    seconds: dict[str, float]  # training seconds per precision, over all seeds
+
+
+def run_precision_accuracy(
+    spec: NetSpec, train_data: Any, val_data: Any, config: TrainConfig, *, device: torch.device | str,
+    mean: Any, std: Any, seeds: int = 5,
+) -> PrecisionAccuracy:
+    """Train ``spec`` with ``config`` once per seed and precision (fp32, bf16; the memory format as
+    ``config`` says, compile off) and measure the validation accuracy: does bf16 cost accuracy?"""
+    from resattn.training.loop import train
+
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    results: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    seconds = {"fp32": 0.0, "bf16": 0.0}
+    for seed in range(seeds):
+        for precision in ("fp32", "bf16"):
+            run = dataclasses.replace(config, precision=precision, compile="off", seed=config.seed + seed)
+            model = _fresh_model(spec, run.seed, device, channels_last=False)
+            result = train(model, train_data, val_data, run, device=device, mean=mean, std=std)
+            results[precision].append(float(result.val_accuracy or 0.0))
+            seconds[precision] += result.seconds
+    return PrecisionAccuracy(tuple(range(seeds)), tuple(results["fp32"]), tuple(results["bf16"]), seconds)
