@@ -47,6 +47,13 @@ def check_dashboard_api(address: str, db: Path) -> None:
     # Every trial carries its placement table as a dashboard note.
     assert all("| slot | kind | attention(s) |" in b for b in bodies)
     assert any("| s1 | pattern4 |" in b for b in bodies)
+    # Every COMPLETE trial offers its standalone model file for download (an artifact).
+    complete = [t for t in detail["trials"] if t["state"] == "Complete"]
+    assert complete and all(t["artifacts"] and t["artifacts"][0]["filename"].endswith(".py") for t in complete)
+    first = complete[0]
+    path = f"/artifacts/{studies[0]['study_id']}/{first['trial_id']}/{first['artifacts'][0]['artifact_id']}"
+    with urllib.request.urlopen(address + path, timeout=30) as response:
+        assert b"def build_model" in response.read()
 
 
 def test_dashboard_server_in_a_thread(inspect_db):

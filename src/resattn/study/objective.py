@@ -196,6 +196,7 @@ class Objective:
         # The same network already trained in this study: return its result instead of training again.
         original = find_original(trial.study.get_trials(deepcopy=False), digest, exclude=trial.number)
         if original is not None:
+            self._attach_model_file(trial, spec)  # its page offers the file too
             return self._duplicate(trial, original, called)
 
         torch.manual_seed(self.recipe.train.seed)
