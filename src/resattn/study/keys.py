@@ -18,7 +18,13 @@ A trial's user attributes (DESIGN.md §4) — every one optional for trials made
 ``duplicate_of``          the trial whose architecture this one repeats (not trained again)
 ``saved_seconds``         the training time that saved
 ``hostname``/``worker_pid``  the process that ran it
+``init``                  warm-started trials only (``train.init`` a checkpoint): ``{"init", "sha256",
+                          "loaded", "new_attention", "new_other", "unused", "head_reset"}``; absent
+                          for trials trained from scratch
 ========================  ======================================================================
+
+The study records its space and recipe (``train.init`` included), and, for a warm-started study, the
+checkpoint it starts from as ``resattn.init`` (``{"init", "sha256", "form", "tensors"}``).
 """
 
 from __future__ import annotations
@@ -34,11 +40,13 @@ __all__ = [
     "FLOPS",
     "HOSTNAME",
     "IMAGES_PER_SECOND",
+    "INIT",
     "PARAMS",
     "PLACEMENT",
     "SAVED_SECONDS",
     "SECONDS",
     "SPEC",
+    "STUDY_INIT",
     "STUDY_READY",
     "STUDY_RECIPE",
     "STUDY_RECIPE_FINGERPRINT",
@@ -68,6 +76,7 @@ DUPLICATE_OF = "duplicate_of"
 SAVED_SECONDS = "saved_seconds"
 HOSTNAME = "hostname"
 WORKER_PID = "worker_pid"
+INIT = "init"
 
 # ------------------------------------------------------------------------------ study attributes
 STUDY_SPACE = "resattn.space"
@@ -75,6 +84,8 @@ STUDY_SPACE_FINGERPRINT = "resattn.space_fingerprint"
 STUDY_RECIPE = "resattn.recipe"
 STUDY_RECIPE_FINGERPRINT = "resattn.recipe_fingerprint"
 STUDY_VERSION = "resattn.version"
+#: A warm-started study's checkpoint: ``{"init", "sha256", "form", "tensors"}``.
+STUDY_INIT = "resattn.init"
 #: Written last by the process that creates a study: its space, recipe and baselines are all stored.
 STUDY_READY = "resattn.ready"
 #: ``resattn validate``'s results: ``resattn.validate.<trial>.<epochs>.<seed>``, ``….kendall_tau``, …
