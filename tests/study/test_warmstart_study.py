@@ -118,3 +118,20 @@ def test_a_warm_search_records_the_init_on_the_study_and_every_trial(tmp_path: P
         assert init["sha256"] == study.user_attrs[keys.STUDY_INIT]["sha256"]
         assert init["loaded"] == len(torch.load(path, weights_only=True)) and init["new_other"] == 0
         assert (init["new_attention"] > 0) == any("pattern2" in p for p in t.user_attrs[keys.PLACEMENT])
+
+
+def test_a_torchvision_checkpoint_fits_the_resnet18_space(tmp_path: Path) -> None:
+    """An ImageNet ResNet-18 file (1,000 classes) as train.init of a 10-class search of space/resnet18.toml:
+    everything but the head loads, the head starts fresh."""
+    import torchvision
+
+    from resattn.training.warmstart import check_fits, spec_shapes
+
+    path = tmp_path / "resnet18-imagenet.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    space = load_space(ROOT / "space" / "resnet18.toml")
+    weights = check_init(space, _recipe(f"train.init=checkpoint:{path}"))
+    assert weights is not None and weights.form == "torchvision ResNet state_dict"
+    report, names = check_fits(spec_shapes(residual_spec(space, num_classes=10)), weights)
+    assert report.head_reset and report.new_other == () and report.unused == 0
+    assert len(names) == len(weights.state) - 2  # all but head.weight and head.bias
