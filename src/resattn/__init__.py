@@ -9,7 +9,8 @@ The public API::
     resattn.ATTENTIONS                                          # name -> mask-producer class
     resattn.make_attention(name, channels, **options)
     resattn.KINDS                                               # the block kinds
-    resattn.presets                                             # the notebooks' networks
+    resattn.presets                                             # the notebooks' networks, ResNet-18/34/50
+    resattn.from_torchvision(model) -> (NetSpec, state_dict)    # a torchvision ResNet as a spec + weights
 
 The package is organised by subsystem (see README.md, "Layout"): :mod:`resattn.model` (torch only:
 what an exported file copies), :mod:`resattn.training`, :mod:`resattn.study`, :mod:`resattn.export`,
@@ -38,6 +39,8 @@ _PUBLIC: dict[str, str] = {
     "SpecError": "resattn.errors",
     "Net": "resattn.model.net",
     "build": "resattn.model.net",
+    "from_torchvision": "resattn.model.retrofit",
+    "RetrofitError": "resattn.model.retrofit",
     "ModelStats": "resattn.model.stats",
     "model_stats": "resattn.model.stats",
 }
@@ -52,6 +55,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
     from resattn.model.attention import ATTENTIONS, make_attention  # noqa: F401
     from resattn.model.kinds import KINDS  # noqa: F401
     from resattn.model.net import Net, build  # noqa: F401
+    from resattn.model.retrofit import RetrofitError, from_torchvision  # noqa: F401
     from resattn.model.spec import NORMS, AttentionSpec, BlockSpec, NetSpec  # noqa: F401
     from resattn.model.stats import ModelStats, model_stats  # noqa: F401
 

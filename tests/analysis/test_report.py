@@ -38,8 +38,9 @@ def test_report_writes_self_contained_html_and_pngs(report):
     assert headings[0] == "Which pattern wins at which slot"
     assert page.index("placement-map.png") < page.index("history.png")
     kinds = placement_map(study, "kind")
-    for slot, (kind, _cell) in kinds.winners("mean").items():
-        assert f"{slot}: {kind} (mean" in result.captions["placement-map"]
+    for slot, (kind, _cell, clear) in kinds.distinct_winners().items():
+        said = f"kind {kind} stands out" if clear else f"no kind stands out (the best mean, {kind}:"
+        assert f"{slot}: {said}" in result.captions["placement-map"]
     # Baselines and pruning savings are reported.
     assert "all-residual" in result.captions["history"]
     assert "epochs trained in total" in result.captions["pruning"]
@@ -50,7 +51,24 @@ def test_report_placement_numbers_match_study(report):
     caption = result.captions["placement-map"]
     kinds = placement_map(study, "kind")
     for _kind, cell in kinds.winners("mean").values():
-        assert f"mean {cell.mean:.3f} over {cell.count}" in caption
+        spread = f"mean {cell.mean:.3f} ± {cell.se:.3f} over {cell.count}" if cell.se is not None else \
+            f"mean {cell.mean:.3f}, {cell.count} trial"
+        assert spread in caption
+
+
+def test_differences_within_the_noise_are_not_findings() -> None:
+    from resattn.analysis.inspect import PlacementCell, PlacementMap
+
+    def cells(means: dict[str, tuple[float, float, int]]) -> PlacementMap:
+        return PlacementMap("kind", ("s1",), tuple(means), {
+            ("s1", k): PlacementCell(count=n, best=m, mean=m, se=se) for k, (m, se, n) in means.items()})
+
+    close = cells({"pattern2": (0.39, 0.01, 4), "residual": (0.36, 0.012, 4)})  # 3 points, 1.96·SE = 3.1
+    assert close.distinct_winners()["s1"] == ("pattern2", close.cell("s1", "pattern2"), False)
+    clear = cells({"pattern2": (0.45, 0.01, 4), "residual": (0.36, 0.012, 4)})
+    assert clear.distinct_winners()["s1"][2] is True
+    lonely = cells({"pattern2": (0.45, 0.01, 4), "residual": (0.30, None, 1)})  # one trial: no error bar
+    assert lonely.distinct_winners()["s1"][2] is False
 
 
 def test_report_of_a_one_trial_study_is_a_plain_message(tmp_path):

@@ -157,7 +157,7 @@ def test_report_default_folder(inspect_db, capsys, monkeypatch, tmp_path):
     for name in ("placement-map", "history", "importances", "pareto", "pruning"):
         assert (folder / f"{name}.png").stat().st_size > 10_000
         assert f"{name}: studies/report-{STUDY}/{name}.png" in out
-    assert "placement-map: Best by mean val accuracy" in out
+    assert "placement-map: Per slot, by mean val accuracy" in out
     assert "epochs trained in total" in out
 
 

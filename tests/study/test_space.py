@@ -502,7 +502,7 @@ S2 = '{ slot = "s2", out_channels = 16, stride = 2 }'
 # (TOML text, the dotted key the error names, a piece of what the message says is allowed)
 BAD_SPACES: list[tuple[str, str | None, str]] = [
     ("name = 'x'\n[backbone\nstem_channels = 8\n", None, "line 2"),
-    (BASE + "foo = 1\n", "backbone.foo", "stem_channels, stem_norm, in_channels, layers"),
+    (BASE + "foo = 1\n", "backbone.foo", "stem_channels, stem_norm, stem, in_channels, layers"),
     ("foo = 1\n" + BASE, "foo", "backbone, choices, slots"),
     ("name = 3\n" + BASE, "name", "string"),
     (

@@ -53,6 +53,7 @@ from resattn.study import keys
 from resattn.study.objective import prepare_data
 from resattn.study.records import confirmed_winner, load_report, load_trial_spec, recipe_of_study
 from resattn.training.loop import resolve_device, train
+from resattn.training.warmstart import load_init, read_init
 
 __all__ = [
     "ALPHA",
@@ -377,6 +378,7 @@ def confirm_study(
     protected = {c.arch_hash for c in cands if c.is_baseline}
     eliminated: dict[str, int] = {}
     data: Any = None
+    init: Any = None
     torch_device: torch.device | None = None
     trained = reused = 0
     seconds = 0.0
@@ -398,6 +400,10 @@ def confirm_study(
                 _, data = prepare_data(run_recipe, torch_device)
             config = dataclasses.replace(recipe.train, epochs=epochs, seed=recipe.train.seed + r)
             model = paired_init(build(c.spec), recipe.train.seed + r)
+            if recipe.train.warm:  # a warm-started study: every candidate starts from its checkpoint
+                if init is None:
+                    init = read_init(recipe.train.init)
+                load_init(model, init)
             started = time.perf_counter()
             result = train(model, data.train, data.val, config, device=torch_device, mean=data.mean, std=data.std)
             took = time.perf_counter() - started

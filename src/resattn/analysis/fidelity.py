@@ -2,7 +2,8 @@
 
 The search ranks networks by a short proxy training. :func:`validate_study` re-trains some of a
 study's COMPLETE trials longer (``epochs``, by default twice the recipe's) for several seeds, with
-the study's own recorded recipe and the same seeded train/validation split
+the study's own recorded recipe (a warm-started study's re-trainings start from its ``train.init``
+checkpoint too, and fine-tune longer) and the same seeded train/validation split
 (:func:`resattn.study.search.prepare_data`), then measures how well the proxy ranking agrees with the
 long one: Kendall's τ and Spearman's ρ (:mod:`scipy.stats`) between the proxy accuracies and the
 mean long accuracies, and whether the proxy's winner is still the winner (or within one standard
@@ -39,11 +40,11 @@ from optuna.trial import FrozenTrial
 from resattn.analysis.inspect import complete_trials
 from resattn.analysis.statistics import bootstrap_ci
 from resattn.errors import ConfigError, StorageError
-from resattn.model.net import build
 from resattn.study import keys
 from resattn.study.objective import prepare_data
 from resattn.study.records import load_trial_spec, recipe_of_study
 from resattn.training.loop import resolve_device, train
+from resattn.training.warmstart import initial_model, read_init
 
 __all__ = [
     "ValidationReport",
@@ -217,6 +218,7 @@ def validate_study(
 
     torch_device: torch.device | None = None
     data: Any = None
+    weights: Any = None
     trained = reused = 0
     seconds = 0.0
     rows: list[ValidationRow] = []
@@ -232,13 +234,13 @@ def validate_study(
                 if on_result:
                     on_result(trial.number, s, stored, True)
                 continue
-            if data is None:  # only a run with something left to train touches the data
+            if data is None:  # only a run with something left to train touches the data (and the init)
                 torch_device = resolve_device(device)
+                weights = read_init(recipe.train.init)
                 _, data = prepare_data(recipe, torch_device)
             config = dataclasses.replace(recipe.train, epochs=epochs, seed=recipe.train.seed + s)
             spec = load_trial_spec(trial)
-            torch.manual_seed(config.seed)
-            model = build(spec)
+            model, _ = initial_model(spec, config, weights)
             started = time.perf_counter()
             result = train(model, data.train, data.val, config, device=torch_device, mean=data.mean, std=data.std)
             took = time.perf_counter() - started

@@ -24,6 +24,7 @@ from resattn.study.keys import DEFAULT_STORAGE
 __all__ = [
     "DEFAULT_STORAGE",
     "BestOpt",
+    "InitOpt",
     "RecipeOpt",
     "SearchSpaceOpt",
     "SetOpt",
@@ -106,7 +107,11 @@ def new_progress(console: Console) -> Progress:
 # --------------------------------------------------------------------------------------- options
 
 SpaceOpt = Annotated[
-    str, typer.Option("--space", help="Search-space TOML file, or the name of a shipped one (seed, resnet20, quick).")
+    str,
+    typer.Option(
+        "--space",
+        help="Search-space TOML file, or the name of a shipped one (seed, resnet20, quick, resnet18, resnet50).",
+    ),
 ]
 
 
@@ -114,7 +119,7 @@ SearchSpaceOpt = Annotated[
     str | None,
     typer.Option(
         "--space",
-        help="Search-space TOML file, or the name of a shipped one (seed, resnet20, quick) "
+        help="Search-space TOML file, or the name of a shipped one (seed, resnet20, quick, resnet18, resnet50) "
         "[default: the recipe's search.space, else seed].",
     ),
 ]
@@ -128,6 +133,16 @@ RecipeOpt = Annotated[
 SetOpt = Annotated[
     list[str] | None,
     typer.Option("--set", help="Override a recipe value, e.g. --set train.epochs=3 (repeatable)."),
+]
+
+InitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--init",
+        help="scratch | checkpoint:PATH: start from trained weights (a weights.pt or checkpoint.pt of resattn "
+        "train, a state_dict, or a torchvision ResNet .pth file), fine-tuned at train.finetune_lr; the same as "
+        "--set train.init=… [default: the recipe's train.init, else scratch].",
+    ),
 ]
 
 StorageOpt = Annotated[str, typer.Option(help="SQLAlchemy URL or journal file path of the studies.")]

@@ -12,6 +12,7 @@ from rich.progress import Progress
 from resattn.cli.common import (
     DEFAULT_STORAGE,
     BestOpt,
+    InitOpt,
     StorageOpt,
     StudyOpt,
     TrialOpt,
@@ -144,7 +145,7 @@ class _TrainProgress:
 
 def _train_inputs(
     study: str | None, trial: int | None, best: bool, spec_file: Path | None, model_file: Path | None,
-    storage: str, recipe: str, overrides: list[str],
+    storage: str, recipe: str, overrides: list[str], space: str | None = None,
 ) -> tuple[Any, str, str, Any, int | None]:
     from resattn.analysis.winner import trial_spec
     from resattn.errors import ConfigError
@@ -152,12 +153,18 @@ def _train_inputs(
     from resattn.training.retrain import spec_from_file, spec_from_model_file
 
     given = [name for name, v in (("--study", study is not None or trial is not None or best),
-                                  ("--spec", spec_file), ("--model", model_file)) if v]
+                                  ("--spec", spec_file), ("--model", model_file), ("--space", space)) if v]
     if len(given) != 1:
         what = "none" if not given else " and ".join(given)
-        raise ConfigError(f"give exactly one architecture: --study NAME [--trial N | --best], --spec FILE.json "
-                          f"or --model FILE.py (got {what})")
-    if spec_file is not None:
+        raise ConfigError(f"give exactly one architecture: --study NAME [--trial N | --best], --spec FILE.json, "
+                          f"--model FILE.py or --space NAME (got {what})")
+    if space is not None:
+        from resattn.study.space import load_space, residual_spec
+
+        space_obj = load_space(resolve_file(space, "space"))
+        spec = residual_spec(space_obj)
+        source, name = f"space {space_obj.name} all-residual", f"{space_obj.name}-all-residual"
+    elif spec_file is not None:
         spec, source, name = spec_from_file(spec_file), f"spec {spec_file}", spec_file.stem
     elif model_file is not None:
         spec, source, name = spec_from_model_file(model_file), f"model {model_file}", model_file.stem
@@ -186,7 +193,20 @@ def train_cmd(
     model: Annotated[
         Path | None, typer.Option("--model", help="Train the architecture of a file written by resattn export.")
     ] = None,
+    space: Annotated[
+        str | None,
+        typer.Option("--space", help="Train the all-residual network of this search space (file or shipped name): "
+                                     "the weights a warm-started search of it starts from (train.init)."),
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's train.epochs.", min=1)] = None,
+    init: InitOpt = None,
+    search_split: Annotated[
+        bool,
+        typer.Option("--search-split",
+                     help="Leave out the validation images a search with this recipe scores trials on (its seeded "
+                          "data.val_fraction): weights for a warm-started search (train.init) must not have "
+                          "seen them."),
+    ] = False,
     out: Annotated[Path | None, typer.Option(help="Output folder [default: studies/train-<name>].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the checkpoint in --out.")] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
@@ -207,18 +227,22 @@ def train_cmd(
     overrides = list(set_ or [])
     if epochs is not None:
         overrides.append(f"train.epochs={epochs}")
+    if init is not None:
+        overrides.append(f"train.init={init}")
     spec_obj, source, name, recipe_obj, train_images = guard(
-        lambda: _train_inputs(study, trial, best, spec, model, storage, recipe, overrides)
+        lambda: _train_inputs(study, trial, best, spec, model, storage, recipe, overrides, space)
     )
     out_dir = out if out is not None else default_out_dir(name)
-    header = (f"training {source} on {recipe_obj.data.dataset} for {recipe_obj.train.epochs} epochs "
+    start = f" from {recipe_obj.train.init}" if recipe_obj.train.warm else ""
+    header = (f"training {source}{start} on {recipe_obj.data.dataset} for {recipe_obj.train.epochs} epochs "
               f"into {out_dir}")
     live = err_console.is_terminal and not os.environ.get("CI")
     try:
         with _TrainProgress(live, header) as progress:
             run = guard(lambda: run_training(
                 spec_obj, recipe_obj.data, recipe_obj.train, seed=recipe_obj.search.seed, out=out_dir,
-                source=source, device=device, resume=resume, train_images=train_images,
+                source=source, device=device, resume=resume, train_images=train_images, search_split=search_split,
+                fit_data=space is not None,
                 on_start=progress.start, on_epoch=progress.epoch_done,
             ))
     except KeyboardInterrupt as err:

@@ -11,6 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from resattn.cli.common import (
+    InitOpt,
     RecipeOpt,
     SearchSpaceOpt,
     SetOpt,
@@ -118,7 +119,7 @@ def _print_summary(result: Any, console: Console) -> None:
     )
     console.print(head)
     for notice in getattr(result, "notices", ()):
-        console.print(f"note: {notice}")
+        console.print(f"note: {notice}", soft_wrap=True)
     if getattr(result, "architectures", 0):
         console.print(f"{result.architectures} distinct architectures completed")
     if getattr(result, "duplicates", 0):
@@ -189,6 +190,7 @@ def search_cmd(
         str | None, typer.Option(help="Override the recipe's dataset (cifar10, npz:PATH, folder:PATH, procedural…).")
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the recipe's epochs per trial.", min=1)] = None,
+    init: InitOpt = None,
     set_: SetOpt = None,
     workers: Annotated[
         int, typer.Option(help="Worker processes on this machine sharing the --trials budget.", min=1)
@@ -229,6 +231,8 @@ def search_cmd(
         overrides.append(f"data.dataset={dataset}")
     if epochs is not None:
         overrides.append(f"train.epochs={epochs}")
+    if init is not None:
+        overrides.append(f"train.init={init}")
     if max_params is not None:
         overrides.append(f"search.max_params={max_params}")
     if max_flops is not None:

@@ -20,6 +20,12 @@ kind               skip_op           branch_op           post
 ``pattern2_mix``   Identity          Identity            MaskMix
 ``pattern4``       NearIdentityGate  Gate or ApplyMask   Identity
 =================  ================  ==================  ====================
+
+``F(x)`` is :class:`ResidualBranch` (two 3×3 convs, the ``basic`` branch) or :class:`BottleneckBranch`
+(1×1 → 3×3(stride) → 1×1, torchvision's ResNet-50 block); the stem is :class:`PlainLayer` (3×3 conv,
+the ``cifar`` stem) or :class:`ImageNetStem` (7×7 stride-2 conv, norm, ReLU, 3×3 stride-2 max-pool).
+Whatever the kind, the parameters are named ``skip.*``, ``branch.conv1``/``branch.norm1``/… and
+``stem.conv``/``stem.norm``, so one ``state_dict`` loads into every placement of a backbone.
 """
 
 from __future__ import annotations
@@ -30,8 +36,11 @@ import torch
 from torch import nn
 
 __all__ = [
+    "BOTTLENECK_EXPANSION",
     "ApplyMask",
+    "BottleneckBranch",
     "FusionBlock",
+    "ImageNetStem",
     "MaskMix",
     "NearIdentityGate",
     "PlainLayer",
@@ -81,6 +90,51 @@ class ResidualBranch(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm2(self.conv2(self.act(self.norm1(self.conv1(x)))))
+
+
+#: Output width / inner width of a :class:`BottleneckBranch` (torchvision's ``Bottleneck.expansion``).
+BOTTLENECK_EXPANSION = 4
+
+
+class BottleneckBranch(nn.Module):
+    """``F(x)`` of a bottleneck block: conv1×1 → norm → ReLU → conv3×3(stride) → norm → ReLU → conv1×1 → norm.
+
+    ``out_channels`` is the block's output width; the inner width is ``out_channels // 4``
+    (:data:`BOTTLENECK_EXPANSION`). The stride sits on the 3×3 conv, as in torchvision's ResNet v1.5
+    (He et al. 2016, "Deep Residual Learning for Image Recognition", with the stride moved as in
+    torchvision's ``Bottleneck``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, norm: str = "bn"):
+        super().__init__()
+        width = out_channels // BOTTLENECK_EXPANSION
+        self.conv1 = nn.Conv2d(in_channels, width, 1, bias=False)
+        self.norm1 = make_norm(norm, width)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+        self.norm2 = make_norm(norm, width)
+        self.conv3 = nn.Conv2d(width, out_channels, 1, bias=False)
+        self.norm3 = make_norm(norm, out_channels)
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.norm1(self.conv1(x)))
+        x = self.act(self.norm2(self.conv2(x)))
+        return self.norm3(self.conv3(x))
+
+
+class ImageNetStem(nn.Module):
+    """The ImageNet stem of torchvision's ResNets: conv7×7 stride 2 → norm → ReLU → max-pool 3×3 stride 2
+    (a quarter of the input's height and width)."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str = "bn"):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 7, stride=2, padding=3, bias=False)
+        self.norm = make_norm(norm, out_channels)
+        self.act = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.act(self.norm(self.conv(x))))
 
 
 def make_skip(in_channels: int, out_channels: int, stride: int, norm: str = "bn") -> nn.Module:

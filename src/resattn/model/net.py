@@ -22,7 +22,9 @@ from resattn.model.attention import ATTENTIONS
 from resattn.model.kinds import KIND_TABLE
 from resattn.model.layers import (
     ApplyMask,
+    BottleneckBranch,
     FusionBlock,
+    ImageNetStem,
     MaskMix,
     NearIdentityGate,
     PlainLayer,
@@ -31,11 +33,13 @@ from resattn.model.layers import (
 )
 from resattn.model.spec import AttentionSpec, BlockSpec, NetSpec
 
-__all__ = ["OPERATORS", "Call", "Net", "build", "make_layer", "plan", "plan_layer"]
+__all__ = ["BRANCH_CLASSES", "OPERATORS", "Call", "Net", "build", "make_layer", "plan", "plan_layer", "plan_stem"]
 
 #: Operator of the kind table (``apply`` / ``gate`` / ``mix``) -> its module class. ``apply`` takes
 #: the mask only; ``gate`` and ``mix`` take the mask, the initial scalar and whether it is learnable.
 OPERATORS: dict[str, type[nn.Module]] = {"apply": ApplyMask, "gate": NearIdentityGate, "mix": MaskMix}
+#: ``BlockSpec.branch`` -> the class of ``F(x)``; both take ``(in_channels, out_channels, stride, norm)``.
+BRANCH_CLASSES: dict[str, type[nn.Module]] = {"basic": ResidualBranch, "bottleneck": BottleneckBranch}
 
 
 @dataclass(frozen=True)
@@ -119,11 +123,20 @@ def plan_layer(spec: BlockSpec, in_channels: int) -> Call:
             kwargs = ((scalar_name, float(getattr(spec, op.scalar))),
                       ("learnable", bool(getattr(spec, op.learnable or ""))))
         ops.append((place, Call(cls, (_attention(getattr(spec, op.attention), c),), kwargs)))
+    branch = BRANCH_CLASSES[spec.branch]
     return Call(
         FusionBlock,
-        (Call(make_skip, (in_channels, c), shape), Call(ResidualBranch, (in_channels, c), shape)),
+        (Call(make_skip, (in_channels, c), shape), Call(branch, (in_channels, c), shape)),
         tuple(ops),
     )
+
+
+def plan_stem(spec: NetSpec) -> Call:
+    """The call that builds ``spec``'s stem: a stride-1 :class:`PlainLayer` (``cifar``) or an
+    :class:`ImageNetStem` (``imagenet``); its parameters are ``stem.conv.*`` and ``stem.norm.*`` either way."""
+    if spec.stem == "imagenet":
+        return Call(ImageNetStem, (spec.in_channels, spec.stem_channels), (("norm", spec.stem_norm),))
+    return Call(PlainLayer, (spec.in_channels, spec.stem_channels), (("stride", 1), ("norm", spec.stem_norm)))
 
 
 def plan(spec: NetSpec) -> Call:
@@ -134,7 +147,7 @@ def plan(spec: NetSpec) -> Call:
         assert layer.name is not None
         layers.append((layer.name, plan_layer(layer, width)))
         width = layer.out_channels
-    stem = Call(PlainLayer, (spec.in_channels, spec.stem_channels), (("stride", 1), ("norm", spec.stem_norm)))
+    stem = plan_stem(spec)
     return Call(Net, (), (("stem", stem), ("layers", tuple(layers)), ("width", width),
                           ("num_classes", spec.num_classes)))
 

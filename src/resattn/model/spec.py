@@ -26,12 +26,16 @@ from torch import nn
 from resattn.errors import SpecError
 from resattn.model.attention import ATTENTIONS, attention_options, option_values
 from resattn.model.kinds import FIELD_DEFAULTS, KIND_TABLE, KINDS, RESIDUAL_PATHS, SCALAR_LABELS
+from resattn.model.layers import BOTTLENECK_EXPANSION
 
 __all__ = [
+    "BOTTLENECK_EXPANSION",
+    "BRANCHES",
     "KINDS",
     "MAX_CHANNELS",
     "NORMS",
     "RESIDUAL_PATHS",
+    "STEMS",
     "AttentionSpec",
     "BlockSpec",
     "NetSpec",
@@ -40,6 +44,12 @@ __all__ = [
 
 #: Normalisation layers.
 NORMS: tuple[str, ...] = ("bn", "gn")
+#: Stems: ``cifar`` (conv3×3 → norm → ReLU, stride 1) | ``imagenet`` (conv7×7 stride 2 → norm → ReLU →
+#: max-pool 3×3 stride 2, torchvision's ResNets). The first is the default.
+STEMS: tuple[str, ...] = ("cifar", "imagenet")
+#: Residual branches ``F(x)``: ``basic`` (conv3×3(stride) → norm → ReLU → conv3×3 → norm) | ``bottleneck``
+#: (conv1×1 → conv3×3(stride) → conv1×1, each with norm, inner width out_channels / 4). The first is the default.
+BRANCHES: tuple[str, ...] = ("basic", "bottleneck")
 #: Upper bound on any width (a sanity limit, also keeps generated code sane).
 MAX_CHANNELS = 8192
 MAX_CLASSES = 100_000
@@ -243,6 +253,13 @@ class BlockSpec:
                               ``residual_path`` (``gated`` | ``direct``), ``gamma_s`` (default 0),
                               ``gamma_r`` (default 0.1, gated only), ``gamma_learnable``
     ========================  ================================================================
+
+    ``branch`` (every kind but ``plain``) is the residual branch ``F(x)``: ``basic`` (two 3×3 convs, the
+    default) or ``bottleneck`` (1×1 → 3×3(stride) → 1×1, torchvision's ResNet-50 block). For both,
+    ``out_channels`` is the block's **output** width, which the skip, the attention and the next layer
+    see; a bottleneck's inner width is ``out_channels // 4`` (so ``out_channels`` must be a multiple of
+    4: torchvision's ``planes`` is ``out_channels / 4``). ``branch`` is left out of ``to_dict`` when it
+    is ``basic``, so specs written before it existed read and serialise as they did.
     """
 
     kind: str
@@ -258,10 +275,20 @@ class BlockSpec:
     gamma_r: float | None = None
     gamma_learnable: bool | None = None
     name: str | None = None
+    branch: str = "basic"
 
     def __post_init__(self) -> None:
         kind = KIND_TABLE[_check_choice("kind", self.kind, KINDS)]
         _check_int("out_channels", self.out_channels, 1, MAX_CHANNELS)
+        _check_choice("branch", self.branch, BRANCHES)
+        if self.branch != BRANCHES[0] and not kind.fused:
+            raise SpecError("branch", f"kind {kind.name!r} has no residual branch; only {BRANCHES[0]!r} is allowed")
+        if self.branch == "bottleneck" and self.out_channels % BOTTLENECK_EXPANSION:
+            raise SpecError(
+                "out_channels",
+                f"a bottleneck block's output width must be a multiple of {BOTTLENECK_EXPANSION} "
+                f"(inner width out_channels / {BOTTLENECK_EXPANSION}), got {self.out_channels}",
+            )
         if isinstance(self.stride, bool) or not isinstance(self.stride, int) or self.stride not in (1, 2):
             raise SpecError("stride", f"must be 1 or 2, got {self.stride!r}")
         _check_choice("norm", self.norm, NORMS)
@@ -324,7 +351,7 @@ class BlockSpec:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if value is None:
+            if value is None or (f.name == "branch" and value == BRANCHES[0]):
                 continue
             out[f.name] = value.to_dict() if isinstance(value, AttentionSpec) else value
         return out
@@ -350,10 +377,14 @@ _OPTIONAL_FIELDS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class NetSpec:
-    """A whole network: stem conv → ``layers`` in order → global pool → linear head.
+    """A whole network: stem → ``layers`` in order → global pool → linear head.
 
     Layers without a ``name`` are named ``layer{i}``; names must be unique. They become the
     module names (``layers.<name>``) in the built model and its ``state_dict``.
+
+    ``stem`` is ``cifar`` (conv3×3 → norm → ReLU, the default) or ``imagenet`` (conv7×7 stride 2 →
+    norm → ReLU → max-pool 3×3 stride 2, torchvision's ResNets); either has ``stem_channels`` output
+    channels and norm ``stem_norm``. ``stem`` is left out of ``to_dict`` when it is ``cifar``.
     """
 
     layers: tuple[BlockSpec, ...]
@@ -362,6 +393,7 @@ class NetSpec:
     in_channels: int = 3
     stem_norm: str = "bn"
     format: str = field(default="resattn.netspec/1", repr=False)
+    stem: str = "cifar"
 
     def __post_init__(self) -> None:
         if self.format != "resattn.netspec/1":
@@ -370,6 +402,7 @@ class NetSpec:
         _check_int("num_classes", self.num_classes, 1, MAX_CLASSES)
         _check_int("in_channels", self.in_channels, 1, MAX_IN_CHANNELS)
         _check_choice("stem_norm", self.stem_norm, NORMS)
+        _check_choice("stem", self.stem, STEMS)
         if isinstance(self.layers, str | bytes) or not isinstance(self.layers, tuple | list):
             raise SpecError("layers", f"must be a list of layers, got {self.layers!r}")
         if not self.layers:
@@ -398,14 +431,17 @@ class NetSpec:
         return tuple(layer.name or "" for layer in self.layers)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "format": self.format,
             "in_channels": self.in_channels,
             "num_classes": self.num_classes,
             "stem_channels": self.stem_channels,
             "stem_norm": self.stem_norm,
-            "layers": [layer.to_dict() for layer in self.layers],
         }
+        if self.stem != STEMS[0]:
+            out["stem"] = self.stem
+        out["layers"] = [layer.to_dict() for layer in self.layers]
+        return out
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False, ensure_ascii=False)

@@ -23,7 +23,13 @@ A trial's user attributes (DESIGN.md §4) — every one optional for trials made
 ``val_correct``           per validation image (the study's seeded split, in order), whether the last
                           epoch classified it right: base64 of the packed bits
 ``hostname``/``worker_pid``  the process that ran it
+``init``                  warm-started trials only (``train.init`` a checkpoint): ``{"init", "sha256",
+                          "loaded", "new_attention", "new_other", "unused", "head_reset"}``; absent
+                          for trials trained from scratch
 ========================  ======================================================================
+
+The study records its space and recipe (``train.init`` included), and, for a warm-started study, the
+checkpoint it starts from as ``resattn.init`` (``{"init", "sha256", "form", "tensors"}``).
 """
 
 from __future__ import annotations
@@ -43,12 +49,14 @@ __all__ = [
     "FLOPS",
     "HOSTNAME",
     "IMAGES_PER_SECOND",
+    "INIT",
     "PARAMS",
     "PLACEMENT",
     "PRECISION",
     "SAVED_SECONDS",
     "SECONDS",
     "SPEC",
+    "STUDY_INIT",
     "STUDY_READY",
     "STUDY_RECIPE",
     "STUDY_RECIPE_FINGERPRINT",
@@ -83,6 +91,7 @@ SAVED_SECONDS = "saved_seconds"
 VAL_CORRECT = "val_correct"
 HOSTNAME = "hostname"
 WORKER_PID = "worker_pid"
+INIT = "init"
 
 # ------------------------------------------------------------------------------ study attributes
 STUDY_SPACE = "resattn.space"
@@ -90,6 +99,8 @@ STUDY_SPACE_FINGERPRINT = "resattn.space_fingerprint"
 STUDY_RECIPE = "resattn.recipe"
 STUDY_RECIPE_FINGERPRINT = "resattn.recipe_fingerprint"
 STUDY_VERSION = "resattn.version"
+#: A warm-started study's checkpoint: ``{"init", "sha256", "form", "tensors"}``.
+STUDY_INIT = "resattn.init"
 #: Written last by the process that creates a study: its space, recipe and baselines are all stored.
 STUDY_READY = "resattn.ready"
 #: ``resattn confirm``'s results: ``resattn.confirm.<setting>.<arch_hash>.<seed>`` and ``….summary``.

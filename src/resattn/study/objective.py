@@ -18,8 +18,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
-from resattn.errors import Terminated
-from resattn.model.net import build
+from resattn.errors import ConfigError, Terminated
 from resattn.model.spec import NetSpec
 from resattn.model.stats import model_stats
 from resattn.study import keys
@@ -27,9 +26,10 @@ from resattn.study.dedup import arch_hash, find_original
 from resattn.study.notes import trial_note
 from resattn.study.recipe import Recipe
 from resattn.study.records import pack_bits
-from resattn.study.space import SearchSpace, placement, sample
+from resattn.study.space import SearchSpace, placement, residual_spec, sample
 from resattn.training.data import Dataset, ImageData, load_dataset, split_train_val, subset_images
 from resattn.training.loop import EpochResult, OutOfMemory, TrainingDiverged, train
+from resattn.training.warmstart import InitWeights, check_fits, initial_model, read_init, spec_shapes
 
 __all__ = [
     "FAULT_NAN_ENV",
@@ -39,6 +39,7 @@ __all__ = [
     "ProxyData",
     "SearchReporter",
     "budget_constraints",
+    "check_init",
     "over_budget",
     "prepare_data",
 ]
@@ -113,6 +114,26 @@ def prepare_data(recipe: Recipe, device: torch.device) -> tuple[Dataset, ProxyDa
     return dataset, data
 
 
+def check_init(space: SearchSpace, recipe: Recipe) -> InitWeights | None:
+    """The weights of the recipe's ``train.init`` (``None`` for ``scratch``), checked against the space's
+    all-residual network before any study is touched: a missing or unreadable file, or one that does
+    not hold every tensor of that network with its shape (the head excepted: another number of classes
+    starts a fresh head), is a one-line :class:`~resattn.errors.ConfigError`. A trial's own placement
+    then loads what it can (a ``plain`` slot, say, starts fresh) and records what it loaded."""
+    weights = read_init(recipe.train.init)
+    if weights is not None:
+        report, _ = check_fits(spec_shapes(residual_spec(space)), weights)
+        if report.new_other:  # the file must hold the whole all-residual network (its head may differ)
+            missing = ", ".join(report.new_other[:3]) + (", …" if len(report.new_other) > 3 else "")
+            raise ConfigError(
+                f"{str(weights.path)!r} lacks {len(report.new_other)} tensors of the all-residual network of space "
+                f"{space.name!r} ({missing}): it was trained for another backbone (layer names and widths must match "
+                "the space's slots)", key="train.init",
+            )
+        log.info("train.init %s (%s): %s", weights.path, weights.form, report.describe())
+    return weights
+
+
 def _fault_sleep() -> tuple[int | None, float]:
     raw = os.environ.get(FAULT_SLEEP_ENV, "").strip()
     if not raw:
@@ -137,9 +158,13 @@ class Objective:
         device: torch.device,
         reporter: SearchReporter,
         artifact_dir: str | None = None,
+        init: InitWeights | None = None,
     ):
+        """``init``: the weights of ``recipe.train.init``, read once by the caller (:func:`check_init`);
+        read here when the recipe names a checkpoint and none are given."""
         self.space = space
         self.artifact_dir = artifact_dir
+        self.init = init if init is not None or not recipe.train.warm else read_init(recipe.train.init)
         self.recipe = recipe
         self.data = data
         self.device = device
@@ -199,8 +224,9 @@ class Objective:
             self._attach_model_file(trial, spec)  # its page offers the file too
             return self._duplicate(trial, original, called)
 
-        torch.manual_seed(self.recipe.train.seed)
-        model = build(spec)
+        model, report = initial_model(spec, self.recipe.train, self.init)
+        if report is not None and self.init is not None:
+            trial.set_user_attr(keys.INIT, {"init": self.init.init, "sha256": self.init.sha256, **report.to_dict()})
         if trial.number in self.nan_trials:
             log.warning("fault injection: trial %d produces NaN outputs", trial.number)
             model.register_forward_hook(lambda _m, _i, out: out * float("nan"))

@@ -15,6 +15,8 @@ A recipe is a TOML file (``search/*.toml``)::
     epochs = 8
     batch_size = 256
     lr = 0.2
+    init = "scratch"           # or "checkpoint:PATH": every trial starts from these weights (warm start)
+    finetune_lr = 0.02         # the peak learning rate instead of lr when init is a checkpoint
     [search]
     sampler = "tpe"            # tpe (multivariate, group) | random | nsga2
     pruner = "hyperband"       # hyperband | median | none (ignored, with a notice, with several objectives)
@@ -51,7 +53,7 @@ from typing import Any
 
 from resattn.errors import ConfigError
 from resattn.tomlfile import is_int, literal, read_toml
-from resattn.training.config import DATASETS, DataConfig, TrainConfig
+from resattn.training.config import DATASETS, FINETUNE_LR, DataConfig, TrainConfig
 
 __all__ = [
     "DATASETS",
@@ -95,7 +97,8 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.space, str) or not self.space.strip():
             raise ConfigError(
-                f"must be a space name (seed, resnet20, quick) or a path to a space file, got {literal(self.space)}",
+                "must be a space name (seed, resnet20, quick, resnet18, resnet50) or a path to a space file, "
+                f"got {literal(self.space)}",
                 key="space",
             )
         if self.sampler not in SAMPLERS:
@@ -168,7 +171,7 @@ _LEGACY_FINGERPRINT: dict[str, dict[str, Any]] = {"train": {"bf16": True, "chann
 #: Keys added after studies already existed: fingerprinted only when they differ from the value that
 #: reproduces the old behaviour, so a study created before they existed continues with the same recipe.
 #: table -> key -> that value.
-_FINGERPRINTED_UNLESS: dict[str, dict[str, Any]] = {}
+_FINGERPRINTED_UNLESS: dict[str, dict[str, Any]] = {"train": {"init": "scratch", "finetune_lr": FINETUNE_LR}}
 
 
 def _fields(cls: type) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from resattn.errors import ConfigError, Terminated
 from resattn.study.keys import DEFAULT_STORAGE
 from resattn.study.loop import run_trials
-from resattn.study.objective import NullReporter, Objective, SearchReporter, prepare_data
+from resattn.study.objective import NullReporter, Objective, SearchReporter, check_init, prepare_data
 from resattn.study.recipe import Recipe
 from resattn.study.records import TrialSummary, finished_count, load_report, measured_noise, summarize
 from resattn.study.setup import default_study_name, open_study
@@ -111,10 +111,15 @@ def run_search(
         log.warning("%s", notice)
     plans = _worker_plans(workers, gpus, workers_per_gpu, device)
     torch_device = resolve_device(device)
+    init = check_init(space, recipe)  # a bad train.init fails here, before a study is created
+    if init is not None:
+        notices.append(f"warm start: every trial starts from {init.path} ({init.form}, sha256 {init.sha256[:12]}…) "
+                       f"and fine-tunes at peak lr {recipe.train.peak_lr:g}")
     name = study_name or default_study_name(space, recipe)
     store = open_storage(storage)
     study, created = open_study(
-        store, name, space, recipe, seed=seed if seed is not None else recipe.search.seed
+        store, name, space, recipe, seed=seed if seed is not None else recipe.search.seed,
+        init=init.to_dict() if init is not None else None,
     )
     log.info("%s study %r in %s", "created" if created else "continuing", name, redact(storage))
     started = time.perf_counter()
@@ -134,7 +139,7 @@ def run_search(
     elif done < trials:
         fail_orphaned_journal_trials(study)  # a journal file has no heartbeat: our own dead runs
         _, data = prepare_data(recipe, torch_device)
-        objective = Objective(space, recipe, data, torch_device, reporter,
+        objective = Objective(space, recipe, data, torch_device, reporter, init=init,
                               artifact_dir=str(default_artifact_dir(storage)))
         callbacks: list[Any] = [lambda study, trial: reporter.trial_finished(study, trial, finished_count(study))]
         converged: list[str] = []

@@ -87,12 +87,17 @@ def open_study(
     recipe: Recipe,
     *,
     seed: int | None = None,
+    init: dict[str, Any] | None = None,
 ) -> tuple[optuna.Study, bool]:
     """Create the study, or load it if it exists. Returns ``(study, created)``.
 
     An existing study created with another space or recipe is refused with a
     :class:`StorageError`. A new study records its space and recipe and gets the baseline designs
     (all-residual and the notebooks' designs, where the space can express them) enqueued first.
+
+    ``init`` (a warm start: :meth:`resattn.training.warmstart.InitWeights.to_dict`) is recorded as
+    :data:`keys.STUDY_INIT`; continuing a study whose checkpoint file has changed since (another
+    sha256 under the same ``train.init``) is refused too.
     """
     objectives = list(recipe.search.objectives)
     directions = [DIRECTIONS[o] for o in objectives]
@@ -101,7 +106,7 @@ def open_study(
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if study_name in existing:
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
-        _check_same_setup(study, space, recipe)
+        _check_same_setup(study, space, recipe, init)
         return study, False
     try:
         study = optuna.create_study(
@@ -109,16 +114,16 @@ def open_study(
         )
     except optuna.exceptions.DuplicatedStudyError:  # another worker created it meanwhile
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
-        _check_same_setup(study, space, recipe)
+        _check_same_setup(study, space, recipe, init)
         return study, False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(objectives)
-    _record_setup(study, space, recipe)
+    _record_setup(study, space, recipe, init)
     return study, True
 
 
-def _record_setup(study: optuna.Study, space: SearchSpace, recipe: Recipe) -> None:
+def _record_setup(study: optuna.Study, space: SearchSpace, recipe: Recipe, init: dict[str, Any] | None = None) -> None:
     """Store the study's space and recipe, enqueue the baselines, then mark the study ready."""
     from resattn import __version__
 
@@ -127,6 +132,8 @@ def _record_setup(study: optuna.Study, space: SearchSpace, recipe: Recipe) -> No
     study.set_user_attr(keys.STUDY_SPACE_FINGERPRINT, space.fingerprint())
     study.set_user_attr(keys.STUDY_RECIPE, recipe.to_dict())
     study.set_user_attr(keys.STUDY_RECIPE_FINGERPRINT, recipe.fingerprint())
+    if init is not None:
+        study.set_user_attr(keys.STUDY_INIT, init)
     for design, params in baseline_designs(space):
         study.enqueue_trial(params, user_attrs={keys.DESIGN: design}, skip_if_exists=True)
     study.set_user_attr(keys.STUDY_READY, True)
@@ -153,7 +160,9 @@ def _setup_attrs(study: optuna.Study) -> dict[str, Any]:
         time.sleep(0.2)
 
 
-def _check_same_setup(study: optuna.Study, space: SearchSpace, recipe: Recipe) -> None:
+def _check_same_setup(
+    study: optuna.Study, space: SearchSpace, recipe: Recipe, init: dict[str, Any] | None = None
+) -> None:
     attrs = _setup_attrs(study)
     if keys.STUDY_SPACE_FINGERPRINT not in attrs:
         raise StorageError(
@@ -167,6 +176,12 @@ def _check_same_setup(study: optuna.Study, space: SearchSpace, recipe: Recipe) -
         old = attrs.get(keys.STUDY_RECIPE, {})
         diff = _dict_diff(old, recipe.to_dict())
         problems.append(f"another recipe ({', '.join(diff[:4]) or 'content differs'})")
+    recorded = attrs.get(keys.STUDY_INIT)
+    if not problems and init is not None and isinstance(recorded, dict) and recorded.get("sha256") != init["sha256"]:
+        problems.append(
+            f"the checkpoint {init['init']} at sha256 {str(recorded.get('sha256'))[:12]}…, and that file "
+            f"has changed since (now {init['sha256'][:12]}…)"
+        )
     if problems:
         raise StorageError(
             f"study {study.study_name!r} was created with {' and '.join(problems)}; "

@@ -7,11 +7,12 @@ A search space is a TOML file (``space/*.toml``)::
     [backbone]
     stem_channels = 32
     stem_norm = "bn"                   # optional, default "bn"
+    stem = "cifar"                     # optional: cifar (conv3x3) | imagenet (conv7x7/2 + max-pool/2)
     in_channels = 3                    # optional, default 3; num_classes comes from the dataset
     layers = [
       { conv = "block1", out_channels = 64 },          # fixed plain conv layer: conv3x3 → norm → ReLU
       { slot = "s1", out_channels = 64, stride = 1 },   # searchable slot
-      { slot = "s2", out_channels = 128, stride = 2 },
+      { slot = "s2", out_channels = 128, stride = 2 },  # (a slot may add branch = "bottleneck")
       { conv = "block2", out_channels = 128 },
     ]
     [choices]                          # defaults for every slot
@@ -34,9 +35,13 @@ Rules:
 
 - Layer entries are tables with exactly one of ``conv`` (a fixed plain conv layer) or ``slot``
   (a searchable block); both take ``out_channels`` and an optional ``stride`` (1 or 2, default
-  1); a conv also takes ``norm`` (default: the stem's norm). Names match ``[a-z_][a-z0-9_]*``,
-  are unique, and become the module names of the built model (``layers.s1…`` in its
-  ``state_dict``).
+  1); a conv also takes ``norm`` (default: the stem's norm), a slot ``branch`` (its residual
+  branch, whatever kind is drawn: ``basic`` two 3×3 convs, the default, or ``bottleneck``
+  1×1 → 3×3 → 1×1 with ``out_channels`` the block's output width, 4 × the inner width).
+  ``stem`` (``cifar``, the default, or ``imagenet``) and ``branch`` are part of the fingerprint only
+  when they are not the default, so spaces written before they existed keep their fingerprints.
+  Names match ``[a-z_][a-z0-9_]*``, are unique, and become the module names of the built model
+  (``layers.s1…`` in its ``state_dict``).
 - Every ``[choices]`` key is optional. Omitted ones default to: all kinds but ``plain``, all
   registered attentions (for all three lists), ``reductions = [16]``, ``spatial_kernels = [7]``,
   ``residual_paths = ["gated"]``, ``norms = ["bn"]``, ``learnable = [true]``, ``gamma_s = 0.0``,
@@ -94,7 +99,16 @@ from resattn.errors import ConfigError, SpecError
 from resattn.model.attention import ATTENTIONS, attention_options, option_values
 from resattn.model.kinds import KIND_TABLE, KINDS, RESIDUAL_PATHS
 from resattn.model.presets import DESIGNS
-from resattn.model.spec import MAX_CHANNELS, NORMS, AttentionSpec, BlockSpec, NetSpec
+from resattn.model.spec import (
+    BOTTLENECK_EXPANSION,
+    BRANCHES,
+    MAX_CHANNELS,
+    NORMS,
+    STEMS,
+    AttentionSpec,
+    BlockSpec,
+    NetSpec,
+)
 from resattn.tomlfile import is_int, is_number, literal, read_toml
 
 __all__ = [
@@ -110,6 +124,7 @@ __all__ = [
     "params_for",
     "parse_space",
     "placement",
+    "residual_spec",
     "sample",
 ]
 
@@ -238,14 +253,18 @@ class Slot:
     out_channels: int
     stride: int
     choices: SlotChoices
+    branch: str = "basic"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "slot": self.name,
             "out_channels": self.out_channels,
             "stride": self.stride,
             "choices": self.choices.to_dict(),
         }
+        if self.branch != BRANCHES[0]:
+            out["branch"] = self.branch
+        return out
 
 
 @dataclass(frozen=True)
@@ -256,14 +275,18 @@ class Backbone:
     layers: tuple[ConvLayer | Slot, ...]
     stem_norm: str = "bn"
     in_channels: int = 3
+    stem: str = "cifar"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "stem_channels": self.stem_channels,
             "stem_norm": self.stem_norm,
             "in_channels": self.in_channels,
             "layers": [layer.to_dict() for layer in self.layers],
         }
+        if self.stem != STEMS[0]:
+            out["stem"] = self.stem
+        return out
 
 
 @dataclass(frozen=True)
@@ -553,13 +576,14 @@ def parse_space(data: dict[str, Any], source: str, *, path: Path | None = None) 
     bb = p.table(
         top["backbone"],
         "backbone",
-        ("stem_channels", "stem_norm", "in_channels", "layers"),
+        ("stem_channels", "stem_norm", "stem", "in_channels", "layers"),
         hints={"num_classes": " (num_classes comes from the dataset at search time)"},
     )
     if "stem_channels" not in bb:
         raise p.error("backbone.stem_channels", f"is required: an integer from 1 to {MAX_CHANNELS}")
     stem_channels = p.int_in(bb["stem_channels"], "backbone.stem_channels", 1, MAX_CHANNELS)
     stem_norm = p.choice(bb.get("stem_norm", "bn"), "backbone.stem_norm", NORMS, "norm")
+    stem = p.choice(bb.get("stem", STEMS[0]), "backbone.stem", STEMS, "stem")
     in_channels = p.int_in(bb.get("in_channels", 3), "backbone.in_channels", 1, 64)
     if "layers" not in bb:
         raise p.error(
@@ -574,7 +598,8 @@ def parse_space(data: dict[str, Any], source: str, *, path: Path | None = None) 
         )
 
     # Layer skeletons first: names, widths, strides.
-    skeleton: list[tuple[str, str, int, int, str | None]] = []  # (type, name, width, stride, norm)
+    # (type, name, width, stride, norm of a conv or branch of a slot)
+    skeleton: list[tuple[str, str, int, int, str]] = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(raw_layers):
         key = f"backbone.layers[{i}]"
@@ -591,7 +616,7 @@ def parse_space(data: dict[str, Any], source: str, *, path: Path | None = None) 
         allowed = (
             ("conv", "out_channels", "stride", "norm")
             if ltype == "conv"
-            else ("slot", "out_channels", "stride")
+            else ("slot", "out_channels", "stride", "branch")
         )
         hints = (
             {"norm": " (a slot's norm is a choice: set norms in [choices] or [slots.NAME])"}
@@ -610,8 +635,15 @@ def parse_space(data: dict[str, Any], source: str, *, path: Path | None = None) 
             raise p.error(f"{key}.out_channels", f"is required: an integer from 1 to {MAX_CHANNELS}")
         width = p.int_in(raw["out_channels"], f"{key}.out_channels", 1, MAX_CHANNELS)
         stride = p.stride(raw.get("stride", 1), f"{key}.stride")
-        norm = p.choice(raw.get("norm", stem_norm), f"{key}.norm", NORMS, "norm") if ltype == "conv" else None
-        skeleton.append((ltype, lname, width, stride, norm))
+        if ltype == "conv":
+            extra = p.choice(raw.get("norm", stem_norm), f"{key}.norm", NORMS, "norm")
+        else:
+            extra = p.choice(raw.get("branch", BRANCHES[0]), f"{key}.branch", BRANCHES, "branch")
+            if extra == "bottleneck" and width % BOTTLENECK_EXPANSION:
+                raise p.error(f"{key}.out_channels", f"a bottleneck slot's output width must be a multiple of "
+                                                     f"{BOTTLENECK_EXPANSION} (inner width out_channels / "
+                                                     f"{BOTTLENECK_EXPANSION}), got {width}")
+        skeleton.append((ltype, lname, width, stride, extra))
     slot_names = [s[1] for s in skeleton if s[0] == "slot"]
     if not slot_names:
         raise p.error(
@@ -634,22 +666,21 @@ def parse_space(data: dict[str, Any], source: str, *, path: Path | None = None) 
         overrides[sname] = p.choices(p.table(table, f"slots.{sname}", _CHOICE_KEYS), f"slots.{sname}")
 
     layers: list[ConvLayer | Slot] = []
-    for ltype, lname, width, stride, norm in skeleton:
+    for ltype, lname, width, stride, extra in skeleton:
         if ltype == "conv":
-            assert norm is not None
-            layers.append(ConvLayer(lname, width, stride, norm))
+            layers.append(ConvLayer(lname, width, stride, extra))
             continue
         resolved = defaults | overrides.get(lname, {})
         _check_usage(p, lname, resolved)
         choices = SlotChoices(**{k: v for k, (v, _) in resolved.items()})
-        layers.append(Slot(lname, width, stride, choices))
+        layers.append(Slot(lname, width, stride, choices, extra))
 
-    backbone = Backbone(stem_channels, tuple(layers), stem_norm, in_channels)
+    backbone = Backbone(stem_channels, tuple(layers), stem_norm, in_channels, stem)
     try:  # backstop: the backbone must make a valid spec
         _make_spec(
             backbone,
             {
-                s.name: BlockSpec("residual", s.out_channels, s.stride, norm=s.choices.norms[0])
+                s.name: BlockSpec("residual", s.out_channels, s.stride, norm=s.choices.norms[0], branch=s.branch)
                 for s in backbone.layers
                 if isinstance(s, Slot)
             },
@@ -690,7 +721,19 @@ def _make_spec(backbone: Backbone, blocks: dict[str, BlockSpec], *, num_classes:
         num_classes=num_classes,
         in_channels=backbone.in_channels,
         stem_norm=backbone.stem_norm,
+        stem=backbone.stem,
     )
+
+
+def residual_spec(space: SearchSpace, *, num_classes: int = 10) -> NetSpec:
+    """The space's backbone with every slot ``residual`` (its first norm): the network whose weights a
+    warm-started search (``train.init``) starts every placement from."""
+    blocks = {
+        s.name: BlockSpec("residual", s.out_channels, s.stride, name=s.name, branch=s.branch,
+                          norm="bn" if "bn" in s.choices.norms else s.choices.norms[0])
+        for s in space.slots
+    }
+    return _make_spec(space.backbone, blocks, num_classes=num_classes)
 
 
 class _Draw:
@@ -732,6 +775,7 @@ def _sample_block(trial: BaseTrial, slot: Slot) -> BlockSpec:
         "stride": slot.stride,
         "norm": norm,
         "name": slot.name,
+        "branch": slot.branch,
     }
     roles = _roles(kind) if KIND_TABLE[kind].attentions else ()
     if not roles:
@@ -800,10 +844,10 @@ def _slot_params(slot: Slot, block: BlockSpec) -> dict[str, Any]:
             if opt not in _OPTION_LISTS.values() and att.get(opt) != default:
                 raise _Mismatch(f"slot {prefix!r}: {role}attention option {opt}={att.get(opt)} is not the default")
 
-    if (block.out_channels, block.stride) != (slot.out_channels, slot.stride):
+    if (block.out_channels, block.stride, block.branch) != (slot.out_channels, slot.stride, slot.branch):
         raise _Mismatch(
-            f"slot {prefix!r}: width/stride {block.out_channels}/{block.stride}, "
-            f"the backbone has {slot.out_channels}/{slot.stride}"
+            f"slot {prefix!r}: width/stride/branch {block.out_channels}/{block.stride}/{block.branch}, "
+            f"the backbone has {slot.out_channels}/{slot.stride}/{slot.branch}"
         )
     put("kind", block.kind, c.kinds)
     put("norm", block.norm, c.norms)
@@ -823,9 +867,10 @@ def _slot_params(slot: Slot, block: BlockSpec) -> dict[str, Any]:
 
 def _explain_params(space: SearchSpace, spec: NetSpec) -> tuple[dict[str, Any] | None, str]:
     bb = space.backbone
-    if (spec.stem_channels, spec.stem_norm) != (bb.stem_channels, bb.stem_norm):
+    if (spec.stem_channels, spec.stem_norm, spec.stem) != (bb.stem_channels, bb.stem_norm, bb.stem):
         return None, (
-            f"stem {spec.stem_channels}/{spec.stem_norm}, the backbone has {bb.stem_channels}/{bb.stem_norm}"
+            f"stem {spec.stem}/{spec.stem_channels}/{spec.stem_norm}, "
+            f"the backbone has {bb.stem}/{bb.stem_channels}/{bb.stem_norm}"
         )
     if spec.names() != tuple(layer.name for layer in bb.layers):
         return (
@@ -864,7 +909,7 @@ def params_for(space: SearchSpace, spec: NetSpec) -> dict[str, Any] | None:
 
 def _design_block(design: str, slot: Slot) -> BlockSpec:
     norm = "bn" if "bn" in slot.choices.norms else slot.choices.norms[0]
-    return DESIGNS[design](slot.out_channels, slot.stride, norm=norm, name=slot.name)
+    return DESIGNS[design](slot.out_channels, slot.stride, norm=norm, name=slot.name, branch=slot.branch)
 
 
 def baseline_designs(space: SearchSpace) -> list[tuple[str, dict[str, Any]]]:

@@ -17,12 +17,14 @@ from resattn.tomlfile import is_int, literal
 __all__ = [
     "DATASETS",
     "DATASET_FORMS",
+    "FINETUNE_LR",
     "PRECISIONS",
     "SCHEDULES",
     "SWITCHES",
     "DataConfig",
     "TrainConfig",
     "check_dataset",
+    "check_init",
 ]
 
 #: The datasets known by name (downloaded through torchvision).
@@ -38,10 +40,27 @@ PRECISIONS = ("auto", "fp32", "bf16")
 SWITCHES = ("auto", "on", "off")
 _SWITCH_WORDS = {"true": "on", "yes": "on", "1": "on", "false": "off", "no": "off", "0": "off"}
 _DATASET_FORMS = ", ".join(DATASET_FORMS)
+#: The default peak learning rate when training starts from a checkpoint (``train.init``): a tenth of
+#: the default ``lr``, the usual step down for fine-tuning a trained network.
+FINETUNE_LR = 0.02
 
 
-
-
+def check_init(value: Any) -> str:
+    """Validate ``train.init``: ``scratch`` or ``checkpoint:PATH`` (whether PATH loads is checked when
+    it is loaded); returns it stripped, with ``scratch`` / the ``checkpoint:`` prefix lower-cased."""
+    allowed = "scratch or checkpoint:PATH (a state_dict, a resattn weights.pt / checkpoint.pt or a torchvision file)"
+    if not isinstance(value, str):
+        raise ConfigError(f"must be {allowed}, got {literal(value)}", key="init")
+    text = value.strip()
+    head, sep, path = text.partition(":")
+    if not sep and head.lower() == "scratch":
+        return "scratch"
+    if sep and head.lower() == "checkpoint":
+        if not path.strip():
+            raise ConfigError(f"checkpoint:PATH needs a path, e.g. checkpoint:studies/train-x/weights.pt; "
+                              f"got {literal(value)}", key="init")
+        return f"checkpoint:{path.strip()}"
+    raise ConfigError(f"must be {allowed}, got {literal(value)}", key="init")
 
 
 def check_dataset(value: Any) -> str:
@@ -132,6 +151,11 @@ class TrainConfig:
     #: auto: torch.compile when the run's expected steps repay the compile time | on | off.
     compile: str = "auto"
     seed: int = 0  # seeds the weights' initialisation and the batch order
+    #: scratch: fresh weights | checkpoint:PATH: start from trained weights (a state_dict of the all-residual
+    #: network, a resattn weights.pt / checkpoint.pt or a torchvision ResNet file; relative to the working
+    #: directory), loaded with strict=False into whatever placement is built, then fine-tuned.
+    init: str = "scratch"
+    finetune_lr: float = FINETUNE_LR  # peak learning rate instead of lr when init is a checkpoint
     #: Recipes written before ``precision`` existed: ``bf16 = true`` reads as precision "auto",
     #: ``false`` as "fp32" (accepted, not stored).
     bf16: dataclasses.InitVar[bool | None] = None
@@ -162,13 +186,14 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown schedule {self.schedule!r}; allowed: {', '.join(SCHEDULES)}", key="schedule"
             )
-        for name, lo, hi in (("lr", 0.0, 100.0), ("momentum", 0.0, 1.0), ("weight_decay", 0.0, 1.0),
-                             ("label_smoothing", 0.0, 1.0), ("warmup_fraction", 0.0, 1.0)):
+        for name, lo, hi in (("lr", 0.0, 100.0), ("finetune_lr", 0.0, 100.0), ("momentum", 0.0, 1.0),
+                             ("weight_decay", 0.0, 1.0), ("label_smoothing", 0.0, 1.0), ("warmup_fraction", 0.0, 1.0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ConfigError(f"must be a finite number, got {value!r}", key=name)
-            if not lo <= value <= hi or (name == "lr" and value == 0):
-                raise ConfigError(f"must be in ({lo}, {hi}]" if name == "lr" else f"must be in [{lo}, {hi}]"
+            positive = name in ("lr", "finetune_lr")
+            if not lo <= value <= hi or (positive and value == 0):
+                raise ConfigError(f"must be in ({lo}, {hi}]" if positive else f"must be in [{lo}, {hi}]"
                                   f", got {value!r}", key=name)
             object.__setattr__(self, name, float(value))
         if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or not (
@@ -180,6 +205,22 @@ class TrainConfig:
                 raise ConfigError(f"must be true or false, got {getattr(self, name)!r}", key=name)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"must be an integer, got {self.seed!r}", key="seed")
+        object.__setattr__(self, "init", check_init(self.init))
+
+    @property
+    def warm(self) -> bool:
+        """Whether training starts from a checkpoint (``init`` is not ``scratch``)."""
+        return self.init != "scratch"
+
+    @property
+    def peak_lr(self) -> float:
+        """The schedule's peak learning rate: ``lr`` from scratch, ``finetune_lr`` from a checkpoint."""
+        return self.finetune_lr if self.warm else self.lr
+
+    @property
+    def init_path(self) -> str | None:
+        """PATH of ``checkpoint:PATH``, or ``None`` from scratch."""
+        return self.init.partition(":")[2] if self.warm else None
 
     def to_dict(self) -> dict[str, Any]:
         """The config as a plain dict (JSON-friendly)."""

@@ -235,10 +235,11 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (Nesterov when ``config.nesterov`` and momentum > 0) over :func:`param_groups`."""
+    """SGD (Nesterov when ``config.nesterov`` and momentum > 0) over :func:`param_groups`, at
+    ``config.peak_lr`` (``finetune_lr`` when ``config.init`` is a checkpoint, else ``lr``)."""
     return torch.optim.SGD(
         param_groups(model, config.weight_decay),
-        lr=config.lr,
+        lr=config.peak_lr,
         momentum=config.momentum,
         nesterov=config.nesterov and config.momentum > 0,
     )
@@ -508,7 +509,7 @@ def train(
             step = 0
             for step, (x, y) in enumerate(batches, start=1):
                 factor = lr_factor(global_step, total_steps, config.schedule, config.warmup_fraction)
-                set_lr(optimizer, config.lr * factor)
+                set_lr(optimizer, config.peak_lr * factor)
                 autocast = autocast_context(device, execution.bf16)
                 if first_compiled_step:  # compiles now: time it, and fall back to eager if it fails
                     first_compiled_step = False

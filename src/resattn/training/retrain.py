@@ -13,6 +13,12 @@ with ``torch.load(weights_only=True)`` into :func:`resattn.build` or an exported
 and ``metrics.json``. ``resume=True`` continues from the checkpoint's last finished epoch to the
 same total number of epochs; it refuses a checkpoint made for another spec or training config.
 
+``config.init = "checkpoint:PATH"`` (``resattn train --init``) starts from trained weights, loaded with
+``strict=False`` (:mod:`resattn.training.warmstart`), at ``config.finetune_lr``. ``search_split=True``
+trains only on the part of the training split a search with the same recipe trains on (its seeded
+``data.val_fraction`` held out): weights meant for a warm-started search then never saw the images
+that search scores its trials on.
+
 Public API::
 
     spec_from_file(path) -> NetSpec           # a spec .json
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -37,11 +44,11 @@ import torch
 
 from resattn.errors import ConfigError, ResattnError
 from resattn.files import atomic_write
-from resattn.model.net import build
 from resattn.model.spec import NetSpec, SpecError
 from resattn.training.config import DataConfig, TrainConfig
 from resattn.training.data import ImageData, load_dataset, split_train_val, subset_images
 from resattn.training.loop import EpochResult, evaluate, resolve_device, train
+from resattn.training.warmstart import initial_model, read_init
 
 __all__ = [
     "CHECKPOINT",
@@ -136,6 +143,8 @@ class TrainingRun:
     resumed_from: int  # finished epochs found in the checkpoint (0: a fresh run)
     notes: list[str] = field(default_factory=list)
     execution: str = ""  # e.g. "bf16 autocast, channels_last, compiled" (resattn.training.precision)
+    init: str = "scratch"  # config.init
+    init_report: dict[str, Any] | None = None  # what a warm start loaded (resattn.training.warmstart.InitReport)
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -150,6 +159,8 @@ class TrainingRun:
             "train_images": self.train_images,
             "resumed_from_epoch": self.resumed_from,
             "execution": self.execution,
+            "init": self.init,
+            **({"init_loaded": self.init_report} if self.init_report is not None else {}),
         }
 
 
@@ -185,7 +196,9 @@ def _load_checkpoint(path: Path, spec: NetSpec, config: TrainConfig) -> dict[str
             key="--resume",
         )
     saved = ckpt.get("train") or {}
-    changed = sorted(k for k, v in config.to_dict().items() if saved.get(k) != v)
+    # Keys added to TrainConfig later are missing from older checkpoints: they trained with the default.
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    changed = sorted(k for k, v in config.to_dict().items() if saved.get(k, defaults.get(k)) != v)
     if changed:
         listed = ", ".join(f"{k}={saved.get(k)!r} (now {config.to_dict()[k]!r})" for k in changed)
         raise ConfigError(
@@ -200,16 +213,20 @@ def _load_checkpoint(path: Path, spec: NetSpec, config: TrainConfig) -> dict[str
 
 
 def _data_parts(
-    cfg: DataConfig, seed: int, train_images: int | None
+    cfg: DataConfig, seed: int, train_images: int | None, search_split: bool = False
 ) -> tuple[Any, ImageData, ImageData, str, list[str]]:
     dataset = load_dataset(cfg.dataset, data_dir=cfg.data_dir or None, download=True, image_size=cfg.image_size)
     notes: list[str] = []
     train_part = dataset.train
+    if search_split:
+        train_part, held = split_train_val(dataset.train, cfg.val_fraction, seed)
+        notes.append(f"--search-split: the {len(held)} validation images a search with this recipe scores trials "
+                     f"on (data.val_fraction={cfg.val_fraction}, search.seed={seed}) are left out of training")
     if dataset.test is not None and len(dataset.test) > 0:
         test_part = dataset.test
         evaluated_on = f"test split ({len(test_part)} images)"
     else:
-        train_part, test_part = split_train_val(dataset.train, cfg.val_fraction, seed)
+        train_part, test_part = split_train_val(train_part if search_split else dataset.train, cfg.val_fraction, seed)
         evaluated_on = (f"held-out {cfg.val_fraction:.0%} of the training split ({len(test_part)} images; "
                         "the dataset has no test split)")
         notes.append(f"dataset {dataset.name} has no test split: holding out data.val_fraction="
@@ -239,6 +256,8 @@ def run_training(
     device: str | torch.device = "auto",
     resume: bool = False,
     train_images: int | None = None,
+    search_split: bool = False,
+    fit_data: bool = False,
     on_start: Callable[[int, int, list[str]], None] | None = None,
     on_epoch: Callable[[EpochResult, int], None] | None = None,
 ) -> TrainingRun:
@@ -249,6 +268,10 @@ def run_training(
 
     ``source`` describes where the spec came from (recorded in ``metrics.json``).
     ``train_images`` (> 0) trains on a seeded subset (a smoke run); ``None``/0 uses every image.
+    ``search_split`` leaves out the validation images of a search with the same recipe (see the
+    module docstring). ``config.init`` a checkpoint: a fresh run starts from its weights.
+    ``fit_data`` takes the number of classes and input channels from the dataset (a spec made from a
+    search space, which leaves them to the dataset) instead of refusing a spec that differs.
     ``on_start(first_epoch, epochs, notes)`` is called once before training (``first_epoch`` > 1
     when resuming), ``on_epoch(result, epochs)`` after every epoch, once its checkpoint is on disk.
     A ``KeyboardInterrupt`` propagates with the last finished epoch's checkpoint kept. Raises
@@ -265,13 +288,21 @@ def run_training(
             "another --out",
             key="--out",
         )
-    ckpt = _load_checkpoint(ckpt_path, spec, config) if resume else None
+    # Bad input fails before the data loads: a checkpoint of another run, a bad init file.
+    ckpt = _load_checkpoint(ckpt_path, spec, config) if resume and not fit_data else None
+    weights = read_init(config.init) if not resume else None
 
-    dataset, train_part, test_part, evaluated_on, notes = _data_parts(data, seed, train_images)
+    dataset, train_part, test_part, evaluated_on, notes = _data_parts(data, seed, train_images, search_split)
+    if fit_data:
+        spec = dataclasses.replace(spec, num_classes=dataset.num_classes, in_channels=dataset.in_channels)
+        ckpt = _load_checkpoint(ckpt_path, spec, config) if resume else None
     _check_fits(spec, dataset)
 
-    torch.manual_seed(config.seed)
-    model = build(spec)
+    # Resuming: the checkpoint's weights replace the fresh ones below, so the init file is not read again.
+    model, init_report = initial_model(spec, config if ckpt is None else dataclasses.replace(config, init="scratch"),
+                                       weights)
+    if init_report is not None and weights is not None:
+        notes.append(f"starting from {weights.path} ({weights.form}, lr {config.peak_lr:g}): {init_report.describe()}")
     done = 0
     seconds = 0.0
     images = 0.0
@@ -346,6 +377,8 @@ def run_training(
         resumed_from=done,
         notes=notes,
         execution=execution.label() if execution is not None else "fp32 (evaluation only)",
+        init=config.init,
+        init_report=init_report.to_dict() if init_report is not None else None,
     )
     try:
         _save(_cpu_state(model), out_dir / WEIGHTS)
