@@ -120,7 +120,10 @@ class _TrainProgress:
         out_console.print(self.header, soft_wrap=True)
         for note in notes:
             self.console.print(f"note: {note}", soft_wrap=True)
-        if first_epoch > 1:
+        if first_epoch > epochs:
+            self.console.print(f"the checkpoint holds all {epochs} epochs: nothing left to train; measuring the "
+                               "test accuracy and writing the weights")
+        elif first_epoch > 1:
             self.console.print(f"resuming at epoch {first_epoch} of {epochs}")
         if self.live:
             self.progress = new_progress(self.console)
@@ -156,7 +159,7 @@ def _train_inputs(
     elif model_file is not None:
         spec, source, name = spec_from_model_file(model_file), f"model {model_file}", model_file.stem
     else:
-        spec, study_name, number = trial_spec(storage, study, trial=trial, best=best)
+        spec, study_name, number = trial_spec(storage, study, trial=trial, best=best, action="trained")
         from resattn.study.storage import redact as _redact
 
         source, name = f"study {study_name} trial {number} ({_redact(storage)})", f"{study_name}-trial{number}"

@@ -139,8 +139,8 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ConfigError(f"must be a finite number, got {value!r}", key=name)
             if not lo <= value <= hi or (name == "lr" and value == 0):
-                raise ConfigError(f"must be in ({lo}, {hi}]" if name == "lr" else f"must be in [{lo}, {hi}]"
-                                  f", got {value!r}", key=name)
+                interval = f"({lo}, {hi}]" if name == "lr" else f"[{lo}, {hi}]"
+                raise ConfigError(f"must be in {interval}, got {value!r}", key=name)
             object.__setattr__(self, name, float(value))
         if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or not (
             0 <= self.crop_padding <= 16
