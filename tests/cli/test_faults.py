@@ -186,6 +186,29 @@ def test_every_trial_failing_exits_1_after_the_summary(tmp_path: Path, cifar_npz
     assert len(outcomes) == 10 and all("(TrainingDiverged: non-finite loss" in line for line in outcomes)
 
 
+def test_an_unexpected_error_fails_one_trial_with_its_reason(tmp_path: Path, cifar_npz: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import resattn.study.objective as objective
+
+    real_build, calls = objective.build, []
+
+    def build_once_broken(spec):
+        calls.append(spec)
+        if len(calls) == 2:
+            raise ValueError("boom")
+        return real_build(spec)
+
+    monkeypatch.setattr(objective, "build", build_once_broken)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    code, out, err = search(url, cifar_npz, 3, "--set", "search.pruner=none")
+    assert code == 0, out + err
+    clean(err)
+    assert "trial 1 fail val_accuracy — (ValueError: boom)" in out
+    trials = optuna.load_study(study_name="quick-quick", storage=url).get_trials()
+    assert trials[1].state == TrialState.FAIL and trials[1].user_attrs["fail_reason"] == "ValueError: boom"
+    assert "3/3 finished" in out
+
+
 @pytest.mark.slow
 def test_worker_failures_reach_the_exit_code(tmp_path: Path, cifar_npz: Path) -> None:
     env = dict(os.environ, CI="1", **{FAULT_NAN_ENV: ",".join(str(n) for n in range(40))})

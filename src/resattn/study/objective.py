@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import socket
 import time
@@ -182,6 +183,9 @@ class Objective:
             raise
         except (optuna.TrialPruned, TrainingDiverged, OutOfMemory):
             raise
+        except TrialFailed as err:
+            trial.set_user_attr(keys.FAIL_REASON, str(err))
+            raise
         except (ResattnError, SpecError) as err:  # bad input: the run stops with this error
             trial.set_user_attr(keys.FAIL_REASON, f"{type(err).__name__}: {_first_line(err)}")
             raise
@@ -265,6 +269,8 @@ class Objective:
             del model
         trial.set_user_attr(keys.IMAGES_PER_SECOND, round(result.images_per_second, 1))
         acc = float(result.val_accuracy if result.val_accuracy is not None else float("nan"))
+        if not math.isfinite(acc):  # Optuna would fail the trial without saying why
+            raise TrialFailed(f"validation accuracy is {acc}")
         values = {"val_accuracy": acc, "params": float(stats.params), "flops": float(stats.flops)}
         if single:
             return acc
