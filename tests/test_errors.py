@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 
 import pytest
@@ -99,3 +100,18 @@ def test_fault_signal_names_a_phase(handlers, monkeypatch) -> None:
         fault_signal("between")
         _send(0)
     assert not isinstance(info.value, Terminated)
+
+
+def test_after_the_handlers_are_restored_nothing_raises_a_recorded_signal_again() -> None:
+    """A command run in-process (tests, notebooks) must not leave a signal behind for the next one."""
+    from resattn.errors import check_stop, install_stop_handlers, received_signal, signals_deferred
+
+    restore = install_stop_handlers()
+    with contextlib.suppress(RuntimeError), signals_deferred():
+        _send(signal.SIGTERM)  # recorded, and the block is left by another exception: still pending
+        raise RuntimeError
+    restore()
+    check_stop()
+    with signals_deferred():
+        pass
+    assert received_signal() == signal.SIGTERM

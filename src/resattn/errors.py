@@ -190,6 +190,8 @@ def install_stop_handlers(*, record_only: Sequence[Callable[..., Any]] = ()) -> 
         for signum, handler in previous.items():
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
         _STATE.installed = False
+        _STATE.pending = False  # received_signal() still tells the caller; nothing raises it again
+        _STATE.modes = []
 
     _STATE.record_only.add(restore.__code__)
     return restore
@@ -211,7 +213,7 @@ def signal_exit_code(signum: int) -> int:
 def check_stop() -> None:
     """Raise the exception of a recorded stop signal (``Terminated`` or ``KeyboardInterrupt``) that no
     code has handled yet: called at the points where a run may stop cleanly."""
-    if _STATE.pending and _STATE.received is not None:
+    if _STATE.installed and _STATE.pending and _STATE.received is not None:
         raise _exception(_STATE.received)
 
 

@@ -130,7 +130,7 @@ def _interrupted_in(exc: BaseException) -> bool:
         if isinstance(current, KeyboardInterrupt):
             return True
         seen.add(id(current))
-        current = current.__cause__ or current.__context__
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return False
 
 
