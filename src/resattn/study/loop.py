@@ -311,9 +311,9 @@ def fail_stale(study: optuna.Study, notify: Callable[[str], None] | None = None)
         for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
             if t.user_attrs.get(keys.FAIL_REASON) is None:
                 storage.set_trial_user_attr(t._trial_id, keys.FAIL_REASON, reason)
-    for trial in failed:
-        message = f"trial {trial.number} failed: {reason}; queued again once"
-        (notify or log.warning)(message)
+    for trial in failed:  # the callback retries a trial once: one that was a retry is not run again
+        again = "queued again" if "retry_history" not in trial.system_attrs else "already retried once"
+        (notify or log.warning)(f"trial {trial.number} failed: {reason}; {again}")
     return [t.number for t in failed]
 
 
@@ -334,13 +334,13 @@ _FILTER = _TrialFailureFilter()
 
 
 def quiet_optuna_trial_logs(*, verbose: bool = False) -> None:
-    """Install (or, with ``verbose``, remove) :class:`_TrialFailureFilter` on Optuna's loggers."""
-    for name in ("optuna", "optuna.study._optimize"):
-        logger = logging.getLogger(name)
-        if verbose:
-            logger.removeFilter(_FILTER)
-        else:
-            logger.addFilter(_FILTER)
+    """Install (or, with ``verbose``, remove) :class:`_TrialFailureFilter` on the logger of Optuna's
+    trial loop (a logger's filters see the records logged on it, not those of its children)."""
+    logger = logging.getLogger("optuna.study._optimize")
+    if verbose:
+        logger.removeFilter(_FILTER)
+    else:
+        logger.addFilter(_FILTER)
 
 
 def run_trials(
