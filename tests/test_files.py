@@ -35,3 +35,23 @@ def test_a_failed_write_keeps_the_old_file_and_no_temporary(tmp_path: Path) -> N
         raise KeyboardInterrupt
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_new_files_follow_the_umask_and_replaced_files_keep_their_mode(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "weights.pt"
+        atomic_write(target, lambda fh: fh.write(b"1"))
+        assert stat.S_IMODE(target.stat().st_mode) == 0o644  # mkstemp alone would make it 0600
+        os.umask(0o077)
+        private = tmp_path / "private.json"
+        atomic_write(private, lambda fh: fh.write("{}"), mode="w")
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600
+        target.chmod(0o640)
+        atomic_write(target, lambda fh: fh.write(b"2"))
+        assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    finally:
+        os.umask(old)

@@ -235,6 +235,9 @@ def test_train_interrupt_then_resume(
     assert "resuming at epoch 2 of 2" in out and "epoch 2/2" in out and "epoch 1/2" not in out
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["epochs"] == 2 and metrics["resumed_from_epoch"] == 1
+    code, out, err = run_cli([*args, "--resume"], capsys)  # a finished run: nothing to resume
+    assert code == 0, err
+    assert "nothing left to train" in out and "resuming at epoch 3" not in out and "epoch 1/2" not in out
 
     other = tmp_path / "other.json"
     other.write_text(SPECS[3].to_json())

@@ -108,7 +108,23 @@ def test_studies_table(inspect_db, capsys):
     row = next(line for line in out.splitlines() if STUDY in line)
     cells = [c.strip() for c in row.strip("│ ").split("│")]
     assert cells[:4] == [STUDY, *map(str, counts)]
-    assert cells[5] == f"{study.best_value:.4f}" and cells[6:8] == ["quick", "quick"]
+    assert cells[4:6] == ["0", "0"]  # running, queued
+    assert cells[6] == f"{study.best_value:.4f}" and cells[7:9] == ["quick", "quick"]
+
+
+def test_queued_trials_are_shown_as_queued_not_running(tmp_path, capsys):
+    from resattn.cli.common import load_inputs
+    from resattn.study.setup import open_study
+    from resattn.study.storage import open_storage
+
+    db = tmp_path / "new.db"
+    space, recipe = load_inputs(None, "quick", [])
+    open_study(open_storage(url(db)), "fresh", space, recipe, seed=0)  # the baselines, queued
+    code, out, err = run_cli(["studies", "--storage", url(db)], capsys)
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if "fresh" in line)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert cells[1:6] == ["0", "0", "0", "0", "3"]  # complete, pruned, failed, running, queued
 
 
 def test_show_lists_best_trials_and_export_commands(inspect_db, capsys):

@@ -71,17 +71,19 @@ def test_duplicates_are_not_trained_again(tmp_path, cifar_npz, monkeypatch) -> N
         return real_train(model, *args, **kwargs)
 
     monkeypatch.setattr(resattn.study.objective, "train", counting_train)
-    db, code, out = tiny_search(tmp_path, cifar_npz, 8, "--set", "search.sampler=random",
+    # The tiny space has 4 architectures: a budget of 4 trains each once, the random sampler repeats some.
+    db, code, out = tiny_search(tmp_path, cifar_npz, 4, "--set", "search.sampler=random",
                                 "--set", "search.pruner=none")
     assert code == 0, out
     study = optuna.load_study(study_name="tiny-quick", storage=f"sqlite:///{db}")
     trials = study.get_trials()
-    assert all(t.state == TrialState.COMPLETE for t in trials) and len(trials) == 8
+    assert all(t.state == TrialState.COMPLETE for t in trials)
     assert all(t.user_attrs.get("arch_hash") for t in trials)
     dups = [t for t in trials if t.user_attrs.get("duplicate_of") is not None]
     originals = [t for t in trials if t.user_attrs.get("duplicate_of") is None]
-    assert len({t.user_attrs["arch_hash"] for t in trials}) == len(originals) <= 4
-    assert len(dups) >= 4 and len(trained) == len(originals)
+    # Duplicates do not count towards the budget: exactly 4 originals, every architecture once.
+    assert len({t.user_attrs["arch_hash"] for t in trials}) == len(originals) == 4
+    assert dups and len(trained) == len(originals)
     by_number = {t.number: t for t in trials}
     for d in dups:
         o = by_number[d.user_attrs["duplicate_of"]]
@@ -94,5 +96,23 @@ def test_duplicates_are_not_trained_again(tmp_path, cifar_npz, monkeypatch) -> N
     assert summary["duplicates"] == len(dups)
     assert all(t.duplicate_of is None for t in summary["top"])
     saved = sum(d.user_attrs["saved_seconds"] for d in dups)
-    assert f"{len(dups)} duplicates skipped (architecture already trained), saving ~{saved:.0f} s of training" in out
+    plural = "s" if len(dups) != 1 else ""
+    assert f"{len(dups)} duplicate{plural} skipped (architecture already trained), saving ~{saved:.0f} s" in out
     assert f"{len(originals)} distinct architectures completed" in out
+    assert "4/4 finished" in out
+
+
+def test_an_exhausted_space_stops_the_search(tmp_path, cifar_npz) -> None:
+    """A budget larger than the space: every architecture once, then the duplicates stop the search."""
+    from resattn.study.loop import MAX_CONSECUTIVE_DUPLICATES
+
+    db, code, out = tiny_search(tmp_path, cifar_npz, 6, "--set", "search.sampler=random",
+                                "--set", "search.pruner=none", "--set", "train.epochs=1")
+    assert code == 0, out  # not a failure: every architecture of the space was trained
+    assert "stopped early: the last 30 proposals repeated architectures already trained" in out
+    study = optuna.load_study(study_name="tiny-quick", storage=f"sqlite:///{db}")
+    trials = study.get_trials()
+    originals = [t for t in trials if t.user_attrs.get("duplicate_of") is None]
+    assert len(originals) == 4
+    last = sorted(trials, key=lambda t: t.number)[-MAX_CONSECUTIVE_DUPLICATES:]
+    assert all(t.user_attrs.get("duplicate_of") is not None for t in last)

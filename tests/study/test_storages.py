@@ -21,6 +21,7 @@ from optuna.storages.journal import JournalStorage
 from optuna.trial import TrialState
 
 from resattn.errors import StorageError
+from resattn.study.objective import NullReporter
 from resattn.study.search import run_search
 from resattn.study.setup import open_study
 from resattn.study.storage import load_study, open_storage
@@ -217,14 +218,101 @@ def test_two_processes_started_together_share_one_new_study(setup, cifar_npz: Pa
     cmd = [sys.executable, "-c", "from resattn.cli.main import search_main; search_main()", "--recipe", "quick",
            "--dataset", f"npz:{cifar_npz}", "--trials", "6", "--storage", url, "--study", name,
            "--set", "train.epochs=1", "--set", "data.train_images=128", "--set", "train.batch_size=64",
-           "--device", "cpu"]
+           "--set", "search.pruner=none", "--device", "cpu"]
     env = dict(os.environ, CI="1")
     procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outputs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
-    states = _states(optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False)))
-    finished = states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED)
-    assert states.count(TrialState.RUNNING) == 0
-    # No common lock between machines: both may start the last trial in the same instant (documented).
-    assert 6 <= finished <= 7
+    study = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat=False))
+    trials = study.get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    # The budget lock (an advisory lock on PostgreSQL, a file lock beside SQLite / journal files) makes
+    # the budget exact: 6 trials finish, duplicates not counted.
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                and t.user_attrs.get("duplicate_of") is None]
+    assert len(finished) == 6
+    # Each process draws its own sampler seed stream: the same command started twice with the same seed
+    # proposes different architectures (a shared seed made both propose the same, float γ included).
+    sampled = [tuple(sorted(t.params.items())) for t in trials if not t.user_attrs.get("design")]
+    assert len(sampled) == len(set(sampled)), sampled
+    assert study.user_attrs["resattn.processes"] == 2
+    assert {t.user_attrs["worker_pid"] for t in finished} <= {p.pid for p in procs}
+
+
+# ------------------------------------------------------------------ locks, seeds, dead processes
+
+
+def test_each_storage_has_its_budget_lock(storage_url: str) -> None:
+    from resattn.study.loop import _FileLock, _PgAdvisoryLock, budget_lock
+
+    study = optuna.create_study(study_name=f"l-{uuid.uuid4().hex[:8]}", storage=open_storage(storage_url))
+    lock = budget_lock(study)
+    if storage_url.startswith("postgresql"):
+        assert isinstance(lock, _PgAdvisoryLock)
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(storage_url)
+        try:
+            with lock, engine.connect() as other:  # another machine cannot take it while it is held
+                held = other.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": lock.key}).scalar()
+                assert held is False
+            with engine.connect() as other:
+                assert other.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"), {"k": lock.key}).scalar()
+                other.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": lock.key})
+        finally:
+            engine.dispose()
+    else:
+        assert isinstance(lock, _FileLock) and lock.path.endswith(".budget-lock")
+        with lock:
+            assert Path(lock.path).exists()
+
+
+def test_process_seed_streams() -> None:
+    from resattn.study.loop import claim_process_indices, process_seed
+
+    assert process_seed(7, 0) == 7  # the first process of a study samples as before
+    seeds = [process_seed(7, i) for i in range(1, 50)]
+    assert len(set(seeds)) == 49 and all(0 <= s < 2**32 for s in seeds)
+    assert seeds == [process_seed(7, i) for i in range(1, 50)]  # reproducible
+    study = optuna.create_study()
+    assert [claim_process_indices(study), claim_process_indices(study, 3), claim_process_indices(study)] == [0, 1, 4]
+
+
+def test_a_trial_whose_process_died_fails_with_a_reason_and_the_wait_says_so(
+    setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    space, recipe, url, name = setup
+    if "://" not in url:
+        pytest.skip("a journal file has no heartbeat")
+    monkeypatch.setenv("RESATTN_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("RESATTN_GRACE_PERIOD", "2")
+    run_search(space, recipe, trials=1, storage=url, study_name=name, device="cpu")
+    storage = open_storage(url)
+    study = optuna.load_study(study_name=name, storage=storage)
+    dead = study.ask()  # "another machine" starts a trial, beats once, and dies
+    storage.record_heartbeat(dead._trial_id)
+    notes: list[str] = []
+
+    class Recorder(NullReporter):
+        def notice(self, text: str) -> None:
+            notes.append(text)
+
+    result = run_search(space, recipe, trials=2, storage=url, study_name=name, device="cpu", reporter=Recorder())
+    # The dead trial was the seed-pattern2 baseline: its retry runs even past the budget of 2.
+    assert result.finished == 3 and not result.error and result.missing_baselines == ()
+    frozen = next(t for t in study.get_trials() if t.number == dead.number)
+    assert frozen.user_attrs["design"] == "seed-pattern2"
+    assert frozen.state == TrialState.FAIL
+    assert frozen.user_attrs["fail_reason"].startswith("no heartbeat for 2 s")
+    assert any(n.startswith("waiting: the rest of the budget (1 trial) is running in other processes") for n in notes)
+    assert any(n.startswith(f"trial {dead.number} failed: no heartbeat for 2 s") for n in notes), notes
+
+
+def test_in_memory_and_malformed_urls_are_refused() -> None:
+    for url, needle in (("sqlite:///:memory:", "in-memory"), ("sqlite://", "in-memory"),
+                        ("sqlite:///file::memory:?cache=shared", "in-memory"),
+                        ("sqlite:/studies/x.db", "malformed storage URL"),
+                        ("postgresql:/db", "malformed storage URL")):
+        with pytest.raises(StorageError, match=needle):
+            open_storage(url)

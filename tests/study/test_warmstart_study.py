@@ -92,6 +92,7 @@ def test_continuing_with_a_changed_checkpoint_is_refused(tmp_path: Path) -> None
     assert created and study.user_attrs[keys.STUDY_INIT]["sha256"] == init.sha256
     _, created = open_study(storage, "warm", space, recipe, init=init.to_dict())  # the same file: fine
     assert not created
+    study.add_trial(optuna.trial.create_trial(value=0.5))  # a result to keep: the study is not replaced
     state = torch.load(path, weights_only=True)
     state["stem.conv.weight"] += 1.0
     torch.save(state, path)

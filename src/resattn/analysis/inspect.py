@@ -67,10 +67,12 @@ class StudyInfo:
     recipe: str | None
     metric_names: tuple[str, ...]
     directions: tuple[str, ...]
+    #: Trials queued but not started (WAITING): the baselines before the first run, a retry.
+    queued: int = 0
 
     @property
     def trials(self) -> int:
-        return self.complete + self.pruned + self.failed + self.running
+        return self.complete + self.pruned + self.failed + self.running + self.queued
 
 
 def list_studies(storage_url: str, names: Sequence[str] | None = None) -> list[StudyInfo]:
@@ -94,7 +96,8 @@ def list_studies(storage_url: str, names: Sequence[str] | None = None) -> list[S
             complete=count[TrialState.COMPLETE],
             pruned=count[TrialState.PRUNED],
             failed=count[TrialState.FAIL],
-            running=count[TrialState.RUNNING] + count[TrialState.WAITING],
+            running=count[TrialState.RUNNING],
+            queued=count[TrialState.WAITING],
             best=best,
             space=space.get("name") if isinstance(space, dict) else None,
             recipe=recipe.get("name") if isinstance(recipe, dict) else None,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from resattn.analysis.inspect import (
     slot_importances,
     top_trials,
 )
+from resattn.errors import ConfigError
 from resattn.study import keys
 from resattn.study.records import load_report
 
@@ -78,8 +80,20 @@ def write_report(study: optuna.Study, out_dir: str | Path, *, storage_url: str |
             f"({n} in all); a report needs at least {MIN_COMPLETE}. Run more trials, then report again."
         )
         return result
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        why = "it is a file" if out.is_file() or isinstance(err, FileExistsError) else err.strerror or str(err)
+        raise ConfigError(f"cannot write the report into {str(out)!r}: {why}; give a folder", key="--out") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write the report into {str(out)!r}: the folder is not writable", key="--out")
+    try:
+        return _write_figures(study, out, result, storage_url)
+    except OSError as err:
+        raise ConfigError(f"cannot write the report into {str(out)!r}: {err.strerror or err}", key="--out") from None
 
+
+def _write_figures(study: optuna.Study, out: Path, result: ReportResult, storage_url: str | None) -> ReportResult:
     import matplotlib
 
     matplotlib.use("Agg", force=False)

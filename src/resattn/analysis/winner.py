@@ -21,8 +21,8 @@ def _fmt_value(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 and float(value).is_integer() else f"{value:.4g}"
 
 
-def _pick_trial(study: Any, trial: int | None, best: bool) -> tuple[Any, str]:
-    """The trial to export and why it was chosen."""
+def _pick_trial(study: Any, trial: int | None, best: bool, action: str = "exported") -> tuple[Any, str]:
+    """The trial to export (or to ``action``) and why it was chosen."""
     from optuna.trial import TrialState
 
     name = study.study_name
@@ -30,7 +30,7 @@ def _pick_trial(study: Any, trial: int | None, best: bool) -> tuple[Any, str]:
         raise ExportError("give either a trial number (--trial N) or --best, not both")
     if trial is None and not best:
         raise ExportError(
-            f"say which trial of study {name!r} to export: a trial number (--trial N) or --best"
+            f"say which trial of study {name!r} to use: a trial number (--trial N) or --best"
         )
     if trial is not None:
         if type(trial) is not int or trial < 0:
@@ -72,7 +72,7 @@ def _pick_trial(study: Any, trial: int | None, best: bool) -> tuple[Any, str]:
         extra = f" ({_clean_text(str(reason))})" if reason else ""
         raise ExportError(
             f"trial {chosen.number} of study {name!r} is {chosen.state.name}{extra}, not COMPLETE; "
-            "only complete trials can be exported"
+            f"only complete trials can be {action}"
         )
     return chosen, why
 
@@ -129,20 +129,21 @@ def export_trial(
 
 
 def trial_spec(storage: str, study_name: str | None, *, trial: int | None = None,
-               best: bool = False) -> tuple[NetSpec, str, int, str]:
-    """The spec of a complete trial, chosen as :func:`export_trial` chooses it (same errors);
+               best: bool = False, action: str = "exported") -> tuple[NetSpec, str, int, str]:
+    """The spec of a complete trial, chosen as :func:`export_trial` chooses it (same errors; ``action``
+    is what the refusal of an incomplete trial says can only be done with complete ones);
     returns ``(spec, study_name, trial_number, why it was chosen)``. Used by ``resattn train --study``."""
-    study, chosen, spec, why = _load_trial(storage, study_name, trial, best)
+    study, chosen, spec, why = _load_trial(storage, study_name, trial, best, action)
     return spec, study.study_name, chosen.number, why
 
 
 def _load_trial(
-    storage: str, study_name: str | None, trial: int | None, best: bool
+    storage: str, study_name: str | None, trial: int | None, best: bool, action: str = "exported"
 ) -> tuple[Any, Any, NetSpec, str]:
     """``(study, trial, spec)``: the study (the storage's only one when ``study_name`` is None), the
     trial picked by number or ``best``, and its recorded spec. A storage, study or recorded spec that
     cannot be read is a :class:`~resattn.errors.StorageError`; a bad choice of trial an :class:`ExportError`."""
 
     study = load_study(storage, study_name)
-    chosen, why = _pick_trial(study, trial, best)
+    chosen, why = _pick_trial(study, trial, best, action)
     return study, chosen, load_trial_spec(chosen, study.study_name), why

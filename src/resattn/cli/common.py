@@ -61,11 +61,38 @@ def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 def guard(fn: Callable[[], T]) -> T:
-    """Run ``fn``; turn user-facing errors into one line on stderr and exit code 2."""
+    """Run ``fn``; turn user-facing errors into one line on stderr and their exit code (2 for bad input,
+    1 for a run that failed), and a failing database (a damaged SQLite file, a lost server) into one
+    line and exit code 2."""
     try:
         return fn()
     except (ResattnError, SpecError) as err:
-        raise fail(str(err)) from None
+        raise fail(str(err), getattr(err, "exit_code", EXIT_USAGE)) from None
+    except Exception as err:
+        reason = storage_failure(err)
+        if reason is None:
+            raise
+        raise fail(reason) from None
+
+
+def storage_failure(err: BaseException) -> str | None:
+    """A one-line message for an error raised by the study database (Optuna's storage, SQLAlchemy, the
+    sqlite3 driver), or ``None`` for any other error."""
+    modules = {type(e).__module__.split(".")[0] for e in (err, err.__cause__, err.__context__) if e is not None}
+    if not modules & {"optuna", "sqlalchemy", "sqlite3", "psycopg", "psycopg2"}:
+        return None
+    if type(err).__module__.split(".")[0] == "optuna" and type(err).__name__ not in (
+        "StorageInternalError", "UpdateFinishedTrialError",
+    ):
+        return None
+    inner: BaseException = err
+    while getattr(inner, "orig", None) is None and inner.__cause__ is not None:
+        inner = inner.__cause__
+    text = str(getattr(inner, "orig", None) or inner).strip()
+    first = text.splitlines()[0] if text else type(inner).__name__
+    hint = "; the file is damaged: restore it from a copy" if "malformed" in first or "not a database" in first \
+        else ""
+    return f"the study database failed: {first}{hint}"
 
 
 def resolve_file(value: str, folder: str) -> Path:
@@ -93,7 +120,10 @@ def setup_logging(verbose: bool) -> None:
 
     import optuna
 
+    from resattn.study.loop import quiet_optuna_trial_logs
+
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    quiet_optuna_trial_logs(verbose=verbose)  # the search prints its own one line per trial
     # Optuna flags the heartbeat callback, metric names, notes… as experimental; users cannot act on that.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 

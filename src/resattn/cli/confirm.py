@@ -55,7 +55,7 @@ def run_confirmation(storage: str, study: str | None, *, top: int, seeds: int, e
     from resattn.analysis.confirm import confirm_study
     from resattn.study.storage import default_artifact_dir, load_study
 
-    study_obj = guard(lambda: load_study(storage, study))
+    study_obj = guard(lambda: load_study(storage, study, writable=True))  # results are stored in the study
     console = err_console if as_json else out_console
 
     def progress(candidate: Any, seed: int, acc: float, reused: bool) -> None:

@@ -127,7 +127,10 @@ class _TrainProgress:
         out_console.print(self.header, soft_wrap=True)
         for note in notes:
             self.console.print(f"note: {note}", soft_wrap=True)
-        if first_epoch > 1:
+        if first_epoch > epochs:
+            self.console.print(f"the checkpoint holds all {epochs} epochs: nothing left to train; measuring the "
+                               "test accuracy and writing the weights")
+        elif first_epoch > 1:
             self.console.print(f"resuming at epoch {first_epoch} of {epochs}")
         if self.live:
             self.progress = new_progress(self.console)
@@ -169,7 +172,7 @@ def _train_inputs(
     elif model_file is not None:
         spec, source, name = spec_from_model_file(model_file), f"model {model_file}", model_file.stem
     else:
-        spec, study_name, number, why = trial_spec(storage, study, trial=trial, best=best)
+        spec, study_name, number, why = trial_spec(storage, study, trial=trial, best=best, action="trained")
         if best:
             out_console.print(f"training trial {number}: {why}", soft_wrap=True)
         from resattn.study.storage import redact as _redact

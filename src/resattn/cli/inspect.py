@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from resattn.cli.common import DEFAULT_STORAGE, StorageOpt, StudyOpt, guard, out_console, setup_logging
+from resattn.cli.common import DEFAULT_STORAGE, StorageOpt, StudyOpt, err_console, guard, out_console, setup_logging
 
 
 def _num(x: float | None, digits: int = 4) -> str:
@@ -30,7 +30,7 @@ def make_dashboard_server(storage_url: str, host: str = "127.0.0.1", port: int =
     import optuna_dashboard
     from optuna.artifacts import FileSystemArtifactStore
 
-    from resattn.study.storage import default_artifact_dir, open_existing_storage
+    from resattn.study.storage import default_artifact_dir, open_existing_storage, writable_storage
 
     class _Quiet(WSGIRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -40,8 +40,9 @@ def make_dashboard_server(storage_url: str, host: str = "127.0.0.1", port: int =
         daemon_threads = True
         allow_reuse_address = True
 
-    storage = open_existing_storage(storage_url)
-    artifacts = default_artifact_dir(storage_url)  # the finalists' model files attached by resattn confirm
+    # Notes can be written where the files allow it; a read-only study is browsed read-only.
+    storage = open_existing_storage(storage_url, writable=writable_storage(storage_url))
+    artifacts = default_artifact_dir(storage_url)  # every complete trial's model file
     store = FileSystemArtifactStore(str(artifacts)) if artifacts.is_dir() else None
     return make_server(host, port, optuna_dashboard.wsgi(storage, artifact_store=store), server_class=_Server,
                        handler_class=_Quiet)
@@ -64,16 +65,42 @@ def dashboard_cmd(
             raise StorageError(f"cannot listen on {host}:{port}: {err.strerror or err}") from None
 
     server = guard(start)
-    bound_host, bound_port = server.server_address[:2]
-    shown = "127.0.0.1" if bound_host in ("0.0.0.0", "") else bound_host
-    out_console.print(f"optuna-dashboard on {storage}: http://{shown}:{bound_port}/  (Ctrl-C to stop)")
-    sys.stdout.flush()
     try:
+        bound_host, bound_port = server.server_address[:2]
+        if bound_host in ("0.0.0.0", "", "::"):
+            err_console.print(f"warning: --host {host} serves the dashboard on every network interface of this "
+                              f"machine, without a password: anyone who can reach port {bound_port} can read the "
+                              "studies and write notes into them; use --host 127.0.0.1 (the default) to keep it "
+                              "local", soft_wrap=True)
+            url = f"http://{_public_address()}:{bound_port}/ (on this machine: http://127.0.0.1:{bound_port}/)"
+        else:
+            url = f"http://{bound_host}:{bound_port}/"
+        out_console.print(f"optuna-dashboard on {storage}: {url}  (Ctrl-C to stop)")
+        sys.stdout.flush()
         server.serve_forever()
     except KeyboardInterrupt:
+        from resattn.errors import forget_stop
+
+        forget_stop()  # Ctrl-C (or SIGTERM) is how a server ends: exit 0
         out_console.print("dashboard stopped")
     finally:
         server.server_close()
+
+
+def _public_address() -> str:
+    """This machine's address as other machines see it: the interface of the default route, else the
+    host name."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: no packet is sent, only a route is chosen
+            address = probe.getsockname()[0]
+        if address and not address.startswith("127."):
+            return str(address)
+    except OSError:
+        pass
+    return socket.gethostname()
 
 
 # ----------------------------------------------------------------------------------- studies / show
@@ -89,12 +116,12 @@ def studies_cmd(storage: StorageOpt = DEFAULT_STORAGE) -> None:
         out_console.print(f"no study in {storage}")
         return
     table = Table(title=f"studies in {storage}", title_justify="left")
-    for col in ("study", "complete", "pruned", "failed", "running", "best", "space", "recipe", "objectives"):
-        table.add_column(col, justify="right" if col in ("complete", "pruned", "failed", "running", "best")
-                         else "left", overflow="fold")
+    numbers = ("complete", "pruned", "failed", "running", "queued", "best")
+    for col in ("study", *numbers, "space", "recipe", "objectives"):
+        table.add_column(col, justify="right" if col in numbers else "left", overflow="fold")
     for s in infos:
-        table.add_row(s.name, str(s.complete), str(s.pruned), str(s.failed), str(s.running), _num(s.best),
-                      s.space or "—", s.recipe or "—", ", ".join(s.metric_names))
+        table.add_row(s.name, str(s.complete), str(s.pruned), str(s.failed), str(s.running), str(s.queued),
+                      _num(s.best), s.space or "—", s.recipe or "—", ", ".join(s.metric_names))
     out_console.print(table)
 
 
@@ -179,7 +206,7 @@ def report_cmd(
     setup_logging(False)
     study_obj = guard(lambda: load_study(storage, study))
     folder = out if out is not None else Path("studies") / f"report-{study_obj.study_name}"
-    result = write_report(study_obj, folder, storage_url=storage)
+    result = guard(lambda: write_report(study_obj, folder, storage_url=storage))
     if result.message:
         out_console.print(result.message, soft_wrap=True)
         return

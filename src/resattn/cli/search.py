@@ -16,13 +16,14 @@ from resattn.cli.common import (
     SearchSpaceOpt,
     SetOpt,
     err_console,
+    fail,
     guard,
     load_inputs,
     new_progress,
     out_console,
     setup_logging,
 )
-from resattn.errors import EXIT_INTERRUPTED, EXIT_TERMINATED
+from resattn.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, fault_signal, signals_deferred
 from resattn.study import keys
 
 __all__ = ["search_cmd"]
@@ -63,6 +64,13 @@ class _Reporter:
         else:
             self.console.print(f"study {study.study_name}: {finished}/{target} trials finished")
 
+    def notice(self, text: str) -> None:
+        """A one-line notice (a setting ignored, a baseline queued again, waiting for other processes)."""
+        if self.progress is not None:
+            self.progress.console.print(f"note: {text}", soft_wrap=True)
+        else:
+            self.console.print(f"note: {text}", soft_wrap=True)
+
     def trial_started(self, number: int, spec: Any, params: int, flops: int) -> None:
         text = f"trial {number}  {params / 1e3:.0f}k params  {flops / 1e6:.0f} MFLOPs"
         if self.progress is not None:
@@ -88,7 +96,7 @@ class _Reporter:
     def trial_finished(self, study: Any, trial: Any, finished: int) -> None:
         self.best = _best_value(study)
         value = f"{trial.values[0]:.4f}" if trial.values else "—"
-        reason = trial.user_attrs.get(keys.FAIL_REASON) if trial.state.name == "FAIL" else None
+        reason = trial.user_attrs.get(keys.FAIL_REASON) if trial.state.name in ("FAIL", "PRUNED") else None
         line = f"trial {trial.number} {trial.state.name.lower()} val_accuracy {value}"
         if reason:
             line += f" ({reason})"
@@ -117,9 +125,7 @@ def _print_summary(result: Any, console: Console) -> None:
         f"({result.complete} complete, {result.pruned} pruned, {result.failed} failed) in {result.seconds:.0f} s"
         f" on {result.device}"
     )
-    console.print(head)
-    for notice in getattr(result, "notices", ()):
-        console.print(f"note: {notice}", soft_wrap=True)
+    console.print(head)  # the notices were printed when the search started
     if getattr(result, "architectures", 0):
         console.print(f"{result.architectures} distinct architectures completed")
     if getattr(result, "duplicates", 0):
@@ -129,8 +135,10 @@ def _print_summary(result: Any, console: Console) -> None:
         )
     if getattr(result, "over_budget", 0):
         console.print(f"{result.over_budget} trials over the params/FLOPs budget (pruned, not trained)")
-    if result.stopped_reason:
+    if result.stopped_reason and not getattr(result, "error", None):
         console.print(f"stopped early: {result.stopped_reason}")
+    for design, why in getattr(result, "missing_baselines", ()):
+        console.print(f"baseline {design} has no result: {why}", soft_wrap=True)
     rows = result.pareto or result.top
     if rows:
         title = "Pareto front" if result.pareto else f"Top {len(rows)} trials"
@@ -249,9 +257,13 @@ def search_cmd(
                 stop_when_converged=stop_when_converged,
             )
         )
-    _print_summary(result, out_console)
+    with signals_deferred():  # a signal now lets the summary finish, then exits 130 / 143
+        fault_signal("summary")
+        _print_summary(result, out_console)
     if result.interrupted:
         raise typer.Exit(EXIT_TERMINATED if result.interrupted == "SIGTERM" else EXIT_INTERRUPTED)
+    if result.error:
+        raise fail(result.error, result.error_code)
     if confirm is not None:
         from resattn.cli.confirm import print_confirmation, run_confirmation
 

@@ -41,7 +41,7 @@ def validate_cmd(
     from resattn.study.storage import load_study
 
     setup_logging(verbose)
-    study_obj = guard(lambda: load_study(storage, study))
+    study_obj = guard(lambda: load_study(storage, study, writable=True))  # results are stored in the study
 
     def progress(number: int, seed: int, acc: float, reused: bool) -> None:
         how = "stored" if reused else "trained"

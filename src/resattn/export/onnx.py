@@ -48,8 +48,9 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         obj = torch.load(target, map_location="cpu", weights_only=True)
     except Exception as err:  # pickle/zip errors of a file that is not a torch save
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ExportError(f"cannot read weights from {str(target)!r}: {reason}") from None
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable"
+        raise ExportError(f"cannot read weights from {str(target)!r}: not a weights file written by torch.save "
+                          f"({type(err).__name__}: {reason}); give the weights.pt written by resattn train") from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict) and "optimizer" in obj:
         obj = obj["model"]
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)

@@ -16,8 +16,9 @@ A trial's user attributes (DESIGN.md §4) — every one optional for trials made
 ``epochs_run``            epochs trained
 ``seconds``               training seconds
 ``images_per_second``     training throughput
-``fail_reason``           why a trial failed, or why it was pruned before training
+``fail_reason``           why a trial failed, or why it was pruned
 ``design``                the baseline design a queued trial is (``all-residual``, …)
+``requeue_of``            a baseline queued again: the trial number of the attempt it replaces
 ``duplicate_of``          the trial whose architecture this one repeats (not trained again)
 ``saved_seconds``         the training time that saved
 ``val_correct``           per validation image (the study's seeded split, in order), whether the last
@@ -53,6 +54,7 @@ __all__ = [
     "PARAMS",
     "PLACEMENT",
     "PRECISION",
+    "REQUEUE_OF",
     "SAVED_SECONDS",
     "SECONDS",
     "SPEC",
@@ -86,6 +88,7 @@ SECONDS = "seconds"
 IMAGES_PER_SECOND = "images_per_second"
 FAIL_REASON = "fail_reason"
 DESIGN = "design"
+REQUEUE_OF = "requeue_of"
 DUPLICATE_OF = "duplicate_of"
 SAVED_SECONDS = "saved_seconds"
 VAL_CORRECT = "val_correct"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import socket
 import time
@@ -18,7 +19,7 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial
 
-from resattn.errors import ConfigError, Terminated
+from resattn.errors import ConfigError, ResattnError, SpecError, Terminated, check_stop, fault_signal
 from resattn.model.spec import NetSpec
 from resattn.model.stats import model_stats
 from resattn.study import keys
@@ -34,10 +35,12 @@ from resattn.training.warmstart import InitWeights, check_fits, initial_model, r
 __all__ = [
     "FAULT_NAN_ENV",
     "FAULT_SLEEP_ENV",
+    "TRIAL_FAILURES",
     "NullReporter",
     "Objective",
     "ProxyData",
     "SearchReporter",
+    "TrialFailed",
     "budget_constraints",
     "check_init",
     "over_budget",
@@ -57,6 +60,16 @@ FAULT_NAN_ENV = "RESATTN_FAULT_NAN_TRIALS"
 #: Fault injection for tests: ``N`` or ``N:SECONDS``: trial number N sleeps (default 60 s) before
 #: sampling, so a test can kill its process mid-trial. Retries of trial N (other numbers) do not sleep.
 FAULT_SLEEP_ENV = "RESATTN_FAULT_SLEEP_TRIAL"
+
+
+class TrialFailed(RuntimeError):
+    """An unexpected error inside one trial: the trial fails with the error as its ``fail_reason``
+    (the traceback goes to the debug log, ``-v``) and the study goes on."""
+
+
+#: What fails one trial without stopping the study (Optuna's ``catch``); a
+#: :class:`~resattn.errors.ResattnError` (bad input) or a ``KeyboardInterrupt`` stops the run.
+TRIAL_FAILURES = (TrainingDiverged, OutOfMemory, TrialFailed)
 
 
 class SearchReporter(Protocol):
@@ -99,9 +112,16 @@ def prepare_data(recipe: Recipe, device: torch.device) -> tuple[Dataset, ProxyDa
     dataset = load_dataset(
         cfg.dataset, data_dir=cfg.data_dir or None, download=True, image_size=cfg.image_size
     )
+    fault_signal("data")
     train_part, val_part = split_train_val(dataset.train, cfg.val_fraction, recipe.search.seed)
     if cfg.train_images:
         train_part = subset_images(train_part, cfg.train_images, recipe.search.seed)
+    if len(train_part) < 2 or len(val_part) < 1:
+        raise ConfigError(
+            f"dataset {dataset.name} leaves {len(train_part)} training and {len(val_part)} validation images "
+            f"(data.val_fraction={cfg.val_fraction}, data.train_images={cfg.train_images}); a trial needs at "
+            "least 2 and 1", key="data",
+        )
     h, w = dataset.image_size
     data = ProxyData(
         train=train_part.to(device),
@@ -189,6 +209,19 @@ class Objective:
             how = "SIGTERM" if isinstance(err, Terminated) else "Ctrl-C"
             trial.set_user_attr(keys.FAIL_REASON, f"interrupted by the user ({how})")
             raise
+        except (optuna.TrialPruned, TrainingDiverged, OutOfMemory):
+            raise
+        except TrialFailed as err:
+            trial.set_user_attr(keys.FAIL_REASON, str(err))
+            raise
+        except (ResattnError, SpecError) as err:  # bad input: the run stops with this error
+            trial.set_user_attr(keys.FAIL_REASON, f"{type(err).__name__}: {_first_line(err)}")
+            raise
+        except Exception as err:
+            reason = f"{type(err).__name__}: {_first_line(err)}"
+            log.debug("trial %d failed: %s", trial.number, reason, exc_info=True)
+            trial.set_user_attr(keys.FAIL_REASON, reason)
+            raise TrialFailed(reason) from err
 
     def _run(self, trial: optuna.Trial) -> float | Sequence[float]:
         called = time.perf_counter()
@@ -233,6 +266,8 @@ class Objective:
         started = time.perf_counter()
         epochs = self.recipe.train.epochs
         single = len(self.objectives) == 1
+        # A baseline always trains every epoch: its values reach the pruner as information only.
+        baseline = trial.user_attrs.get(keys.DESIGN) is not None
 
         def on_epoch(result: EpochResult) -> None:
             acc = float(result.val_accuracy if result.val_accuracy is not None else float("nan"))
@@ -246,9 +281,14 @@ class Objective:
             if single:
                 trial.report(acc, result.epoch)
             self.reporter.epoch_done(trial.number, result, epochs)
+            fault_signal("trial")
+            _fault_signal_in_finalizer()
+            check_stop()  # a signal whose exception something swallowed stops the trial here
             # The last epoch's value is the result; pruning then would only discard a finished trial.
-            if single and result.epoch < epochs and trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {result.epoch} (val_accuracy {acc:.4f})")
+            if single and not baseline and result.epoch < epochs and trial.should_prune():
+                reason = f"pruned after epoch {result.epoch} (val_accuracy {acc:.4f})"
+                trial.set_user_attr(keys.FAIL_REASON, reason)
+                raise optuna.TrialPruned(reason)
 
         try:
             result = train(
@@ -266,6 +306,8 @@ class Objective:
             trial.set_user_attr(keys.VAL_CORRECT, pack_bits(result.val_correct.numpy()))
         self._attach_model_file(trial, spec)
         acc = float(result.val_accuracy if result.val_accuracy is not None else float("nan"))
+        if not math.isfinite(acc):  # Optuna would fail the trial without saying why
+            raise TrialFailed(f"validation accuracy is {acc}")
         values = {"val_accuracy": acc, "params": float(stats.params), "flops": float(stats.flops)}
         if single:
             return acc
@@ -315,6 +357,25 @@ class Objective:
                                 study_or_trial=trial, mimetype="text/x-python")
         except (OSError, ExportError) as err:
             log.warning("trial %d: model file not attached as an artifact (%s)", trial.number, err)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+class _SignalInFinalizer:
+    """Fault injection (phase ``swallowed``): the signal arrives while a finalizer runs, where the
+    exception its handler raises is swallowed by the interpreter ("Exception ignored in ...")."""
+
+    def __del__(self) -> None:
+        fault_signal("swallowed")
+        for _ in range(3):  # a backward jump: the interpreter runs the pending handler here
+            pass
+
+
+def _fault_signal_in_finalizer() -> None:
+    _SignalInFinalizer()
 
 
 def budget_constraints(params: int, flops: int, recipe: Recipe) -> list[float]:

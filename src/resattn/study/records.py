@@ -40,8 +40,10 @@ FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def finished_count(study: optuna.Study) -> int:
-    """Trials that finished (complete or pruned)."""
-    return len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
+    """Trials that finished (complete or pruned) and count towards the budget: duplicates (trials that
+    repeated an already-trained architecture, ``duplicate_of``) do not."""
+    return sum(t.user_attrs.get(keys.DUPLICATE_OF) is None
+               for t in study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,9 @@ Rules:
   an entry may appear only once. ``kinds`` and ``norms`` must not be empty; another list may be
   empty only where no kind of the slot uses it (e.g. ``attentions = []`` with
   ``kinds = ["residual"]``).
-- γ ranges must be ≥ 0, λ ranges within [0, 1]; ``low == high`` is the same as a fixed number.
+- γ ranges must be within [0, :data:`GAMMA_MAX`] (10: a gate ``1 + γ·m`` that multiplies a path by
+  up to 11 is no longer near the identity, and far larger values make every trial diverge), λ ranges
+  within [0, 1]; ``low == high`` is the same as a fixed number.
 
 Everything is validated when the file is loaded: a problem raises
 :class:`~resattn.errors.ConfigError` naming the file, the dotted key (``slots.s2.kinds``,
@@ -113,6 +115,7 @@ from resattn.tomlfile import is_int, is_number, literal, read_toml
 
 __all__ = [
     "BASELINE_DESIGNS",
+    "GAMMA_MAX",
     "Backbone",
     "ConvLayer",
     "FloatRange",
@@ -129,6 +132,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The largest γ (initial gate strength of ``pattern4``) a space may sample or fix.
+GAMMA_MAX = 10.0
 
 SPACE_FORMAT = "resattn.space/1"
 #: The names of the designs :func:`baseline_designs` can return, in order.
@@ -475,8 +481,8 @@ class _Parser:
 
     def float_range(self, value: Any, key: str) -> FloatRange:
         param = key.rsplit(".", 1)[-1]
-        lo_bound, hi_bound = (0.0, 1.0) if param == "lam" else (0.0, math.inf)
-        bounds = "within [0, 1]" if param == "lam" else "≥ 0"
+        lo_bound, hi_bound = (0.0, 1.0) if param == "lam" else (0.0, GAMMA_MAX)
+        bounds = "within [0, 1]" if param == "lam" else f"within [0, {GAMMA_MAX:g}]"
         form = "a number (fixed) or a table { low = …, high = … } (optionally log = true, when low > 0)"
 
         def number(v: Any, k: str) -> float:

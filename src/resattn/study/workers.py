@@ -6,12 +6,10 @@ parent has already created (so the baselines are enqueued once), shows progress 
 storage, and returns when every worker has ended.
 
 The budget is shared: a worker starts a trial only while *finished + running < target*. The check
-and Optuna's ``ask`` run under one file lock shared by the workers of this machine, so two local
-workers never start the last trial twice; the lock is released as soon as the trial exists in the
-storage (first thing in the objective). Processes of *different* machines (and the single-process search,
-:func:`resattn.study.search.run_search`) make the same count without the lock: two machines that count
-in the same instant can each start the last trial, so the study can overshoot by one trial per
-extra machine, rarely.
+and Optuna's ``ask`` run under the storage's budget lock (:func:`resattn.study.loop.budget_lock`: an
+advisory lock on PostgreSQL, a file lock beside an SQLite or journal file), so no two processes
+start the last trial twice; the lock is released as soon as the trial exists in the storage (first
+thing in the objective). Each worker samples with its own seed stream (``--process-index``).
 
 Crash recovery:
 
@@ -52,19 +50,34 @@ from optuna.storages.journal import JournalStorage
 from optuna.trial import TrialState
 
 from resattn.errors import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     EXIT_USAGE,
     ConfigError,
     ResattnError,
+    SpecError,
     Terminated,
+    acknowledge_stop,
+    check_stop,
+    install_stop_handlers,
     interrupt_exit_code,
-    raise_terminated,
+    received_signal,
+    signal_exit_code,
+    signals_deferred,
 )
 from resattn.study import keys
-from resattn.study.loop import MAX_CONSECUTIVE_FAILURES, POLL_SECONDS, run_trials, with_retry
+from resattn.study.loop import (
+    MAX_CONSECUTIVE_FAILURES,
+    POLL_SECONDS,
+    is_duplicate,
+    process_seed,
+    quiet_optuna_trial_logs,
+    run_trials,
+    with_retry,
+)
 from resattn.study.objective import NullReporter, Objective, prepare_data
-from resattn.study.setup import open_study
+from resattn.study.setup import make_sampler, open_study
 from resattn.study.storage import default_artifact_dir, open_storage
 from resattn.training.loop import resolve_device
 
@@ -83,18 +96,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+#: A worker's exit codes: budget reached (or timeout), bad input, too many failures in a row, the
+#: space exhausted (every proposal a duplicate), interrupted (130 / 143).
 EXIT_OK = 0
-
-
 EXIT_FAILURES = 3
+EXIT_EXHAUSTED = 4
 
 
 def install_signal_handlers() -> None:
-    """SIGTERM raises :class:`Terminated` (SIGINT already raises ``KeyboardInterrupt``)."""
-
-    signal.signal(signal.SIGTERM, raise_terminated)
+    """SIGINT and SIGTERM stop the worker (:func:`resattn.errors.install_stop_handlers`); a SIGINT
+    ignored by a background shell is handled too: the parent forwards Ctrl-C explicitly."""
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    install_stop_handlers(record_only=(main,))
 
 
 @dataclass(frozen=True)
@@ -147,28 +161,33 @@ def run_worker(
     trials: int,
     device: str = "auto",
     seed: int | None = None,
+    process_index: int = 0,
     timeout: float | None = None,
-    lock_path: str | None = None,
 ) -> int:
     """One worker: run trials of an existing study until ``trials`` have finished. Returns its exit code.
 
-    Exit codes: 0 (budget reached or timeout), 3 (too many failures in a row), 130/143 (interrupted).
+    Its sampler draws seed stream ``process_index`` of ``seed`` (:func:`resattn.study.loop.process_seed`).
+    Exit codes: 0 (budget reached or timeout), 3 (too many failures in a row), 4 (space exhausted),
+    130/143 (interrupted).
     """
     torch_device = resolve_device(device)
     store = open_storage(storage)
     study, _ = with_retry(lambda: open_study(store, study_name, space, recipe, seed=seed), "open study")
+    if seed is not None:
+        study.sampler = make_sampler(recipe, seed=process_seed(seed, process_index))
     _, data = prepare_data(recipe, torch_device)
     objective = Objective(space, recipe, data, torch_device, NullReporter(),
                           artifact_dir=str(default_artifact_dir(storage)))
     deadline = time.monotonic() + timeout if timeout else None
     try:
-        reason = run_trials(study, objective, trials=trials, deadline=deadline, lock_path=lock_path,
-                            gc_after_trial=torch_device.type == "cuda")
+        stopped = run_trials(study, objective, trials=trials, deadline=deadline,
+                             gc_after_trial=torch_device.type == "cuda")
     except KeyboardInterrupt as err:
+        acknowledge_stop()
         return interrupt_exit_code(err)
-    if reason:
-        log.error("%s; this worker stops", reason)
-        return EXIT_FAILURES
+    if stopped is not None:
+        log.warning("%s; this worker stops", stopped.reason)
+        return EXIT_FAILURES if stopped.failed else EXIT_EXHAUSTED
     return EXIT_OK
 
 
@@ -228,14 +247,19 @@ class ParallelOutcome:
     interrupted: str | None  # None, "SIGINT" or "SIGTERM"
     stopped_reason: str | None
     exit_codes: dict[int, int | None]
+    #: Why the run failed (a worker that could not start, failures in a row, every worker dead), and
+    #: the exit code for it (2: bad input, 1: failed); None / 0 when it did what was asked.
+    error: str | None = None
+    error_code: int = 0
 
 
 def _worker_command(inputs: Path, storage: str, study_name: str, plan: WorkerPlan, *, trials: int,
-                    seed: int | None, timeout: float | None, lock: Path, verbose: bool) -> list[str]:
+                    seed: int | None, process_index: int, timeout: float | None, verbose: bool) -> list[str]:
     cmd = [sys.executable, "-m", "resattn.study.workers", "--inputs", str(inputs), "--storage", storage,
-           "--study", study_name, "--trials", str(trials), "--device", plan.device, "--lock", str(lock)]
+           "--study", study_name, "--trials", str(trials), "--device", plan.device,
+           "--process-index", str(process_index)]
     if seed is not None:
-        cmd += ["--seed", str(seed + plan.index)]  # distinct seeds: no two workers sample the same designs
+        cmd += ["--seed", str(seed)]
     if timeout is not None:
         cmd += ["--timeout", str(timeout)]
     if verbose:
@@ -254,21 +278,27 @@ def run_parallel(
     seed: int | None,
     timeout: float | None,
     reporter: Any,
+    first_index: int = 0,
     verbose: bool = False,
 ) -> ParallelOutcome:
-    """Start the planned workers on ``study`` (already created), poll progress, wait for them."""
-    fail_orphaned_journal_trials(study)
+    """Start the planned workers on ``study`` (already created), poll progress, wait for them.
+
+    Worker ``i`` samples with seed stream ``first_index + i`` (reserved by the caller with
+    :func:`resattn.study.loop.claim_process_indices`). A worker failure reaches the outcome: bad
+    input in a worker is ``error_code`` 2, failures in a row or a budget left unfinished when every
+    worker has ended is 1.
+    """
     seen = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     cpu_workers = sum(p.device == "cpu" or (p.device == "auto" and not _has_cuda()) for p in plans)
     threads = max(1, (os.cpu_count() or 1) // max(1, cpu_workers))
     procs: dict[int, subprocess.Popen[bytes]] = {}
     handled: set[int] = set()
+    died: list[str] = []
     interrupted: str | None = None
     stopped_reason: str | None = None
     with tempfile.TemporaryDirectory(prefix="resattn-workers-") as tmp:
         inputs = Path(tmp) / "inputs.pickle"
         inputs.write_bytes(pickle.dumps((space, recipe)))
-        lock = Path(tmp) / "budget.lock"
         try:
             for plan in plans:
                 env = dict(os.environ)
@@ -277,41 +307,62 @@ def run_parallel(
                 if plan.device == "cpu" or (plan.device == "auto" and not _has_cuda()):
                     env.setdefault("OMP_NUM_THREADS", str(threads))
                 cmd = _worker_command(inputs, storage, study.study_name, plan, trials=trials, seed=seed,
-                                      timeout=timeout, lock=lock, verbose=verbose)
+                                      process_index=first_index + plan.index, timeout=timeout, verbose=verbose)
                 # Own session: a terminal's Ctrl-C reaches only the parent, which forwards it once.
                 proc = subprocess.Popen(cmd, env=env, start_new_session=True)
                 procs[proc.pid] = proc
             while True:
-                _report_new(study, seen, reporter)
-                for pid, proc in procs.items():
-                    code = proc.poll()
-                    if code is not None and pid not in handled:
-                        handled.add(pid)
-                        if code not in (EXIT_OK, EXIT_USAGE, EXIT_FAILURES, EXIT_INTERRUPTED, EXIT_TERMINATED):
-                            how = f"signal {-code}" if code < 0 else f"exit code {code}"
-                            numbers = with_retry(
-                                lambda pid=pid, how=how: fail_dead_worker_trials(
-                                    study, [pid], f"worker process {pid} died ({how})", retry=True),
-                                "recover trials",
-                            )
-                            log.warning("worker %d died (%s); failed and retried its trials %s", pid, how, numbers)
+                check_stop()
+                with signals_deferred():
+                    _report_new(study, seen, reporter)
+                    for pid, proc in procs.items():
+                        code = proc.poll()
+                        if code is not None and pid not in handled:
+                            handled.add(pid)
+                            if code not in (EXIT_OK, EXIT_USAGE, EXIT_FAILURES, EXIT_EXHAUSTED, EXIT_INTERRUPTED,
+                                            EXIT_TERMINATED):
+                                how = f"signal {-code}" if code < 0 else f"exit code {code}"
+                                died.append(f"worker {pid} ({how})")
+                                numbers = with_retry(
+                                    lambda pid=pid, how=how: fail_dead_worker_trials(
+                                        study, [pid], f"worker process {pid} died ({how})", retry=True),
+                                    "recover trials",
+                                )
+                                log.warning("worker %d died (%s); failed and retried its trials %s", pid, how,
+                                            numbers)
                 if all(p.poll() is not None for p in procs.values()):
                     break
                 time.sleep(POLL_SECONDS)
         except KeyboardInterrupt as err:
+            acknowledge_stop()
             interrupted = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
             _stop_workers(procs, err)
-            fail_dead_worker_trials(study, list(procs), "interrupted", retry=False)
-        _report_new(study, seen, reporter)
+            acknowledge_stop()  # a second Ctrl-C only hurried the workers' end
+            with signals_deferred():
+                fail_dead_worker_trials(study, list(procs), "interrupted", retry=False)
+        with signals_deferred():
+            _report_new(study, seen, reporter)
     codes = {pid: p.returncode for pid, p in procs.items()}
+    error: str | None = None
+    error_code = 0
     if not interrupted:
-        if any(c == EXIT_FAILURES for c in codes.values()):
+        finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_duplicate(t)
+                       for t in study.get_trials(deepcopy=False))
+        if any(c == EXIT_USAGE for c in codes.values()):
+            error, error_code = "a worker could not start (its error is above)", EXIT_USAGE
+        elif any(c == EXIT_FAILURES for c in codes.values()):
             stopped_reason = f"{MAX_CONSECUTIVE_FAILURES} trials in a row failed; see their fail_reason"
-        elif any(c == EXIT_USAGE for c in codes.values()):
-            stopped_reason = "a worker could not start (see its error above)"
-        elif any(c in (EXIT_INTERRUPTED, EXIT_TERMINATED) for c in codes.values()):
-            stopped_reason = "a worker was interrupted"
-    return ParallelOutcome(interrupted, stopped_reason, codes)
+            error, error_code = f"the search failed: {stopped_reason}", EXIT_FAILED
+        elif any(c == EXIT_EXHAUSTED for c in codes.values()) and finished < trials:
+            stopped_reason = "the workers' last proposals all repeated architectures already trained: the space " \
+                             "looks exhausted"
+        elif finished < trials and timeout is None:
+            why = [f"worker {pid} was interrupted (exit code {c})" for pid, c in codes.items()
+                   if c in (EXIT_INTERRUPTED, EXIT_TERMINATED)] + died
+            stopped_reason = "; ".join(why) or "the workers ended early"
+            error = f"the search failed: {finished} of {trials} trials finished ({stopped_reason})"
+            error_code = EXIT_FAILED
+    return ParallelOutcome(interrupted, stopped_reason, codes, error, error_code)
 
 
 def _has_cuda() -> bool:
@@ -341,7 +392,7 @@ def _stop_workers(procs: dict[int, subprocess.Popen[bytes]], err: BaseException)
 
 def _report_new(study: optuna.Study, seen: set[int], reporter: Any) -> None:
     trials = study.get_trials(deepcopy=False)
-    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_duplicate(t) for t in trials)
     for t in sorted(trials, key=lambda t: t.number):
         if t.state.is_finished() and t.number not in seen:
             seen.add(t.number)
@@ -355,27 +406,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--study", required=True)
     parser.add_argument("--trials", type=int, required=True)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None, help="the study's sampler seed")
+    parser.add_argument("--process-index", type=int, default=0, help="which seed stream of --seed to draw")
     parser.add_argument("--timeout", type=float, default=None)
-    parser.add_argument("--lock", default=None)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     install_signal_handlers()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format=f"worker {os.getpid()}: %(levelname)s %(name)s: %(message)s")
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
-    import warnings
-
+    quiet_optuna_trial_logs(verbose=args.verbose)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    code = EXIT_OK
     try:
         space, recipe = pickle.loads(Path(args.inputs).read_bytes())
-        return run_worker(args.storage, args.study, space, recipe, trials=args.trials, device=args.device,
-                          seed=args.seed, timeout=args.timeout, lock_path=args.lock)
-    except ResattnError as err:
+        code = run_worker(args.storage, args.study, space, recipe, trials=args.trials, device=args.device,
+                          seed=args.seed, process_index=args.process_index, timeout=args.timeout)
+    except (ResattnError, SpecError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        code = EXIT_USAGE
     except KeyboardInterrupt as err:
-        return interrupt_exit_code(err)
+        code = interrupt_exit_code(err)
+    signum = received_signal()
+    return signal_exit_code(signum) if signum is not None else code
 
 
 if __name__ == "__main__":

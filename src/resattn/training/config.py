@@ -193,8 +193,8 @@ class TrainConfig:
                 raise ConfigError(f"must be a finite number, got {value!r}", key=name)
             positive = name in ("lr", "finetune_lr")
             if not lo <= value <= hi or (positive and value == 0):
-                raise ConfigError(f"must be in ({lo}, {hi}]" if positive else f"must be in [{lo}, {hi}]"
-                                  f", got {value!r}", key=name)
+                interval = f"({lo}, {hi}]" if positive else f"[{lo}, {hi}]"
+                raise ConfigError(f"must be in {interval}, got {value!r}", key=name)
             object.__setattr__(self, name, float(value))
         if isinstance(self.crop_padding, bool) or not isinstance(self.crop_padding, int) or not (
             0 <= self.crop_padding <= 16

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from resattn.errors import ConfigError, DatasetError
+from resattn.model.spec import MAX_CLASSES
 from resattn.training.config import DATASET_FORMS, DATASETS
 
 __all__ = [
@@ -172,6 +173,8 @@ def load_dataset(
     test = ImageData(x_test, y_test) if x_test is not None and y_test is not None else None
     if len(train) == 0:
         raise DatasetError(f"dataset {text!r} has no training images")
+    if not 1 <= len(classes) <= MAX_CLASSES:
+        raise DatasetError(f"dataset {text!r} has {len(classes)} classes; at most {MAX_CLASSES} are supported")
     mean, std = _mean_std(train.x)
     dataset = Dataset(name=text, train=train, test=test, classes=tuple(classes), mean=mean, std=std)
     log.info(
@@ -307,6 +310,10 @@ def _load_npz(path: Path) -> _Arrays:
             )
     top = int(max(y_train.max().item() if len(y_train) else -1,
                   y_test.max().item() if y_test is not None and len(y_test) else -1))
+    if top >= MAX_CLASSES:
+        key = "y_train" if len(y_train) and int(y_train.max()) == top else "y_test"
+        raise DatasetError(f"{path}: array {key!r} holds label {top}; labels must be class indices from 0 to "
+                           f"{MAX_CLASSES - 1} (a network has at most {MAX_CLASSES} classes)")
     if "classes" in arrays:
         raw = arrays["classes"]
         if raw.ndim != 1 or raw.dtype.kind not in "USi":

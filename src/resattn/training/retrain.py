@@ -42,12 +42,12 @@ from typing import Any
 
 import torch
 
-from resattn.errors import ConfigError, ResattnError
+from resattn.errors import ConfigError, ResattnError, RunFailed, check_stop
 from resattn.files import atomic_write
 from resattn.model.spec import NetSpec, SpecError
 from resattn.training.config import DataConfig, TrainConfig
 from resattn.training.data import ImageData, load_dataset, split_train_val, subset_images
-from resattn.training.loop import EpochResult, evaluate, resolve_device, train
+from resattn.training.loop import EpochResult, OutOfMemory, TrainingDiverged, evaluate, resolve_device, train
 from resattn.training.warmstart import initial_model, read_init
 
 __all__ = [
@@ -185,8 +185,9 @@ def _load_checkpoint(path: Path, spec: NetSpec, config: TrainConfig) -> dict[str
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a truncated or foreign file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"cannot read {str(path)!r}: {first}", key="--resume") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "unreadable"
+        raise ConfigError(f"cannot read {str(path)!r}: not a checkpoint written by resattn train "
+                          f"({type(err).__name__}: {first})", key="--resume") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _CHECKPOINT_FORMAT:
         raise ConfigError(f"{str(path)!r} is not a resattn training checkpoint", key="--resume")
     if ckpt.get("spec") != spec.to_json():
@@ -275,7 +276,8 @@ def run_training(
     ``on_start(first_epoch, epochs, notes)`` is called once before training (``first_epoch`` > 1
     when resuming), ``on_epoch(result, epochs)`` after every epoch, once its checkpoint is on disk.
     A ``KeyboardInterrupt`` propagates with the last finished epoch's checkpoint kept. Raises
-    :class:`~resattn.errors.ResattnError` subclasses for bad input (one readable line).
+    :class:`~resattn.errors.ResattnError` subclasses for bad input (one readable line), and
+    :class:`~resattn.errors.RunFailed` when the loss diverges or the device runs out of memory.
     """
     dev = resolve_device(device)
     out_dir = Path(out).expanduser()
@@ -352,11 +354,20 @@ def run_training(
     def epoch_done(result: EpochResult) -> None:
         if on_epoch is not None:
             on_epoch(result, config.epochs)
+        check_stop()  # a stop signal whose exception something swallowed ends the run here
 
     execution = None
     if done < config.epochs:
-        execution = train(model, train_part, None, config, device=dev, mean=dataset.mean, std=dataset.std,
-                          on_epoch=epoch_done, resume=state, on_checkpoint=checkpoint).execution
+        try:
+            execution = train(model, train_part, None, config, device=dev, mean=dataset.mean, std=dataset.std,
+                              on_epoch=epoch_done, resume=state, on_checkpoint=checkpoint).execution
+        except TrainingDiverged as err:
+            raise RunFailed(f"training diverged: {err}; the last finished epoch is checkpointed in "
+                            f"{str(out_dir)!r}; lower train.lr (--set train.lr=...) and train into another "
+                            "--out") from None
+        except OutOfMemory as err:
+            raise RunFailed(f"{err}; lower train.batch_size (--set train.batch_size=...) and resume with "
+                            "--resume") from None
     else:
         model.to(dev)
     bf16 = execution.bf16 if execution is not None else False
