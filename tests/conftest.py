@@ -18,6 +18,12 @@ def cifar_npz() -> Path:
     return SHARED_NPZ
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_shared_probe_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The precision probe's disk cache of the test session lives in its own temporary file."""
+    os.environ["RESATTN_PROBE_CACHE"] = str(tmp_path_factory.mktemp("probe") / "execution-probe.json")
+
+
 #: Every storage backend resattn supports; the storage-behaviour tests run over all of them (as Optuna's
 #: own storage tests do), PostgreSQL where ``RESATTN_TEST_POSTGRES_URL`` names a server (``.ci/run`` does).
 STORAGE_MODES = ("sqlite", "journal", "postgres")

@@ -39,7 +39,7 @@ class FakeTimer:
         self.rates = rates
         self.calls: list[tuple[bool, bool]] = []
 
-    def __call__(self, model, device, batch_shape, num_classes, bf16, channels_last) -> float:
+    def __call__(self, model, device, batch_shape, num_classes, bf16, channels_last, steps=2) -> float:
         self.calls.append((bf16, channels_last))
         return self.rates[(bf16, channels_last)]
 
@@ -100,18 +100,27 @@ def test_cuda_with_bf16_support_picks_bf16_without_timing_it(monkeypatch: pytest
     assert ex.precision == "bf16" and ex.channels_last and timer.calls == [(True, False), (True, True)]
 
 
-def test_the_probe_is_cached_per_shape_family(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_probe_is_cached_per_shape_family_and_the_layout_per_attention_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(P, "bf16_supported", lambda device: True)
     rates = {(False, False): 100.0, (False, True): 120.0, (True, False): 250.0, (True, True): 300.0}
     timer = FakeTimer(rates)
     first = _choose(TrainConfig(), timer, model=_net("se"))
-    assert first.probe_seconds >= 0 and len(timer.calls) == 3
-    again = _choose(TrainConfig(), timer, model=_net("cbam"))  # another attention, the same backbone
-    assert len(timer.calls) == 3 and again.probe_seconds == 0.0 and again.precision == "bf16"
+    assert first.probe_seconds >= 0 and len(timer.calls) == 3 and first.channels_last
+    again = _choose(TrainConfig(), timer, model=_net("se"))  # the same network: nothing timed
+    assert len(timer.calls) == 3 and again.probe_seconds == 0.0
+    timer.rates = {**rates, (True, True): 200.0}  # CBAM: channels_last is slower
+    cbam = _choose(TrainConfig(), timer, model=_net("cbam"))
+    # the same backbone: the precision stands; only the two bf16 layouts are timed for CBAM
+    assert timer.calls[3:] == [(True, False), (True, True)]
+    assert cbam.precision == "bf16" and not cbam.channels_last and "for its attentions" in cbam.why
+    _choose(TrainConfig(), timer, model=_net("cbam"))
+    assert len(timer.calls) == 5  # cached
     _choose(TrainConfig(), timer, model=_net("se"), shape=(64, 3, 16, 16))  # another batch: probed again
     wider = resattn.build(NetSpec(stem_channels=16, layers=(BlockSpec("residual", 16),)))
     _choose(TrainConfig(), timer, model=wider)  # another backbone: probed again
-    assert len(timer.calls) == 9
+    assert len(timer.calls) == 11
 
 
 def test_compile_pays_only_when_the_saving_exceeds_its_cost() -> None:
@@ -212,3 +221,29 @@ def test_old_recipe_keys_still_read() -> None:
         TrainConfig(precision="fp16")
     with pytest.raises(ConfigError, match="precision only"):
         TrainConfig(precision="fp32", bf16=True)
+
+
+def test_the_probe_persists_on_disk_per_machine_and_family(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "probe.json"
+    monkeypatch.setenv(P.PROBE_CACHE_ENV, str(cache))
+    monkeypatch.setattr(P, "bf16_supported", lambda device: True)
+    calls: list[tuple[bool, bool]] = []
+
+    def timed(model, device, batch_shape, num_classes, bf16, channels_last, steps=2):
+        calls.append((bf16, channels_last))
+        return {(True, False): 250.0, (True, True): 300.0, (False, True): 100.0}[(bf16, channels_last)]
+
+    monkeypatch.setattr(P, "_time_variant", timed)  # the real path (no timer argument), without timing
+    first = P.choose_execution(_net(), TrainConfig(), CPU, SHAPE, 10, steps=10)
+    assert first.precision == "bf16" and len(calls) == 3 and cache.is_file()
+    P.clear_cache()  # a new process: the file answers
+    again = P.choose_execution(_net(), TrainConfig(), CPU, SHAPE, 10, steps=10)
+    assert (again.precision, again.channels_last, again.probe_seconds) == ("bf16", True, 0.0) and len(calls) == 3
+    P.clear_cache()
+    monkeypatch.setenv(P.PROBE_CACHE_ENV, "off")
+    P.choose_execution(_net(), TrainConfig(), CPU, SHAPE, 10, steps=10)
+    assert len(calls) == 6
+    P.clear_cache()
+    cache.write_text("{not json")  # a broken cache is no cache
+    monkeypatch.setenv(P.PROBE_CACHE_ENV, str(cache))
+    assert P.choose_execution(_net(), TrainConfig(), CPU, SHAPE, 10, steps=10).precision == "bf16"

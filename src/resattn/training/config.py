@@ -132,7 +132,7 @@ class TrainConfig:
 
     epochs: int = 8  # epochs per trial; each epoch ends with a validation = one pruning step
     batch_size: int = 256  # training batch size
-    eval_batch_size: int = 1024  # validation batch size (no gradients, so larger)
+    eval_batch_size: int = 1024  # validation batch size (no gradients, so larger; on the CPU: ≤ batch_size)
     optimizer: str = "sgd"  # SGD with Nesterov momentum (the only optimiser for now)
     lr: float = 0.2  # peak learning rate
     momentum: float = 0.9

@@ -390,7 +390,8 @@ def correctness(
     """Whether ``model`` classifies each image of ``data`` right: a CPU bool tensor in the split's order.
 
     Under bf16 autocast the forward runs in bf16, but the logits are compared in fp32 and the counts
-    are integers, so the accuracy itself is exact.
+    are integers, so the accuracy itself is exact. The last batch is padded to ``batch_size`` (eval
+    mode: the padding changes no other image's output), so evaluation meets no new batch shape.
     """
     device = torch.device(device)
     if len(data) == 0:
@@ -403,8 +404,13 @@ def correctness(
     try:
         with torch.no_grad():
             for x, y in batches:
+                n = x.shape[0]
+                if n < batch_size and len(data) > batch_size:  # pad the last batch: no new shape to set up
+                    x = torch.cat([x, x.new_zeros((batch_size - n, *x.shape[1:]))])
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
                 with autocast_context(device, bf16):
-                    logits = model(x)
+                    logits = model(x)[:n]
                 parts.append(logits.float().argmax(dim=1) == y)
     finally:
         model.train(was_training)
@@ -546,7 +552,7 @@ def train(
             val_acc = None
             if val_data is not None and len(val_data) > 0:
                 val_correct = correctness(model, val_data, device=device, mean=mean, std=std,
-                                          batch_size=config.eval_batch_size, bf16=execution.bf16,
+                                          batch_size=_eval_batch(config, device), bf16=execution.bf16,
                                           channels_last=execution.channels_last)
                 val_acc = int(val_correct.sum()) / len(val_data)
         except torch.cuda.OutOfMemoryError as err:
@@ -600,6 +606,13 @@ def train(
         compile_seconds=compile_seconds,
         val_correct=val_correct,
     )
+
+
+def _eval_batch(config: TrainConfig, device: torch.device) -> int:
+    """The validation batch size: ``eval_batch_size``, except on the CPU, where validation runs in
+    training-sized batches, the shapes whose kernels the training has already set up (oneDNN spends
+    up to a second per new shape and architecture)."""
+    return min(config.eval_batch_size, config.batch_size) if device.type == "cpu" else config.eval_batch_size
 
 
 def _probe_rate(execution: Execution) -> float | None:

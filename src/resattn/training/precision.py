@@ -20,15 +20,21 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
 import logging
+import os
+import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from resattn.files import atomic_write
 from resattn.training.config import TrainConfig
 
 __all__ = [
@@ -94,6 +100,7 @@ class ProbeResult:
 
     images_per_second: dict[tuple[str, bool], float]
     seconds: float
+    attentions: tuple[str, ...] | None = None  # the attention set of the network it was measured on
 
 
 # ------------------------------------------------------------------------------------------ support
@@ -135,6 +142,79 @@ def shape_family(model: nn.Module, device: torch.device, batch_shape: tuple[int,
 # ------------------------------------------------------------------------------------------ probing
 
 _CACHE: dict[tuple[Any, ...], ProbeResult] = {}
+#: The probe's answers also persist on disk, per machine (CPU / GPU model, torch version) and shape
+#: family, so that only a machine's first run with a network family pays the probe. ``off`` disables it.
+PROBE_CACHE_ENV = "RESATTN_PROBE_CACHE"
+
+
+def _cache_file() -> Path | None:
+    setting = os.environ.get(PROBE_CACHE_ENV, "").strip()
+    if setting.lower() in ("off", "0", "no", "false"):
+        return None
+    if setting:
+        return Path(setting).expanduser()
+    return Path.home() / ".cache" / "resattn" / "execution-probe.json"
+
+
+def _machine(device: torch.device) -> str:
+    """What a probe's answer is valid for besides the network: the processor and the torch build."""
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+        name += f" ({torch.get_num_threads()} threads)"
+    return f"{name} | torch {torch.__version__}"
+
+
+def _disk_key(device: torch.device, family: tuple[Any, ...]) -> str:
+    return hashlib.sha256(json.dumps([_machine(device), repr(family)]).encode()).hexdigest()[:24]
+
+
+def _disk_load(device: torch.device, family: tuple[Any, ...]) -> ProbeResult | None:
+    path = _cache_file()
+    if path is None or not path.is_file():
+        return None
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8")).get(_disk_key(device, family))
+        if not isinstance(entry, dict):
+            return None
+        rates = {(str(p), bool(cl)): float(r) for p, cl, r in entry["rates"]}
+        attentions = tuple(str(a) for a in entry["attentions"]) if entry.get("attentions") is not None else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # an unreadable cache is no cache
+    return ProbeResult(rates, 0.0, attentions)
+
+
+def _disk_store(device: torch.device, family: tuple[Any, ...], result: ProbeResult) -> None:
+    path = _cache_file()
+    if path is None:
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if not isinstance(data, dict):
+            data = {}
+    except (OSError, ValueError):
+        data = {}
+    key = _disk_key(device, family)
+    rates: dict[tuple[str, bool], float] = {}
+    with contextlib.suppress(KeyError, TypeError, ValueError):  # earlier probes of other variants stay
+        rates = {(str(p), bool(cl)): float(r) for p, cl, r in data[key]["rates"]}
+    rates.update(result.images_per_second)
+    data[key] = {
+        "machine": _machine(device),
+        "rates": [[p, cl, r] for (p, cl), r in rates.items()],
+        "probe_seconds": round(result.seconds, 2),
+        "attentions": list(result.attentions) if result.attentions is not None else None,
+    }
+    try:
+        atomic_write(path, lambda fh: fh.write(json.dumps(data, indent=1) + "\n"), mode="w")
+    except OSError as err:
+        log.debug("cannot write the probe cache %s: %s", path, err)
 _COMPILE: dict[tuple[Any, ...], tuple[float, float]] = {}  # family -> measured (seconds, speed-up)
 _WARNED: set[str] = set()
 
@@ -152,7 +232,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _time_variant(model: nn.Module, device: torch.device, batch_shape: tuple[int, ...], num_classes: int,
-                  bf16: bool, channels_last: bool) -> float:
+                  bf16: bool, channels_last: bool, steps: int = PROBE_STEPS) -> float:
     """Images/s of a copy of ``model`` trained for a few steps with this variant."""
     probe_model = copy.deepcopy(model).to(device)
     if channels_last:
@@ -177,11 +257,11 @@ def _time_variant(model: nn.Module, device: torch.device, batch_shape: tuple[int
         step()
     _sync(device)
     started = time.perf_counter()
-    for _ in range(PROBE_STEPS):
+    for _ in range(steps):
         step()
     _sync(device)
     elapsed = time.perf_counter() - started
-    return batch_shape[0] * PROBE_STEPS / elapsed if elapsed > 0 else float("inf")
+    return batch_shape[0] * steps / elapsed if elapsed > 0 else float("inf")
 
 
 def probe(
@@ -207,12 +287,47 @@ def probe(
         rates[(first, channels_last)] = timer(model, device, batch_shape, num_classes, first == "bf16",
                                               channels_last)
     layout = _best_layout(rates, first)[1]
-    for precision in rest:
-        rates[(precision, layout)] = timer(model, device, batch_shape, num_classes, precision == "bf16", layout)
+    for precision in rest:  # one timed step: it is compared against a 10 % margin
+        rates[(precision, layout)] = timer(model, device, batch_shape, num_classes, precision == "bf16", layout,
+                                           steps=1)
     seconds = time.perf_counter() - started
     log.info("precision probe on %s, batch %s: %s (%.1f s)", device, batch_shape,
              ", ".join(f"{p}{'+cl' if cl else ''} {r:,.0f} img/s" for (p, cl), r in rates.items()), seconds)
-    return ProbeResult(rates, seconds)
+    return ProbeResult(rates, seconds, attention_family(model))
+
+
+def attention_family(model: nn.Module) -> tuple[str, ...]:
+    """The attention classes a network uses (sorted names of the registered ones), the other thing
+    besides the backbone that decides which memory format is faster."""
+    from resattn.model.attention import ATTENTIONS
+
+    registered = set(ATTENTIONS.values())
+    return tuple(sorted({type(m).__name__ for m in model.modules() if type(m) in registered}))
+
+
+def _layout_rates(model: nn.Module, device: torch.device, batch_shape: tuple[int, ...], num_classes: int,
+                  precision: str, family: tuple[Any, ...], timer: Callable[..., float] | None,
+                  ) -> tuple[dict[tuple[str, bool], float], float]:
+    """Both layouts of ``precision`` for this attention set (cached like the probe); one timed step each,
+    and the seconds it took (0 when cached)."""
+    key = (*family, attention_family(model), precision)
+    found = _CACHE.get(key)
+    if found is None and timer is None:
+        found = _disk_load(device, key)
+    if found is not None and all((precision, cl) in found.images_per_second for cl in (False, True)):
+        _CACHE[key] = found
+        return found.images_per_second, 0.0
+    timer = timer or _time_variant
+    started = time.perf_counter()
+    rates = {(precision, cl): timer(model, device, batch_shape, num_classes, precision == "bf16", cl, steps=1)
+             for cl in (False, True)}
+    result = ProbeResult(rates, time.perf_counter() - started, attention_family(model))
+    _CACHE[key] = result
+    if timer is _time_variant:
+        _disk_store(device, key, result)
+    log.info("layout probe for attentions %s: %s", ", ".join(result.attentions) or "none",
+             ", ".join(f"{'channels_last' if cl else 'default'} {r:,.0f} img/s" for (_, cl), r in rates.items()))
+    return rates, result.seconds
 
 
 def _candidates(config: TrainConfig, device: torch.device, supported: bool) -> tuple[list[str], list[bool]]:
@@ -255,18 +370,36 @@ def choose_execution(
             why = "as configured"
     else:
         family = shape_family(model, device, batch_shape)
-        result = _CACHE.get(family)
         first = sorted(precisions, key=lambda p: p != "bf16")[0]  # the probe times every layout of it
-        if result is None or not all((first, cl) in result.images_per_second for cl in layouts) or not all(
-                any(k[0] == p for k in result.images_per_second) for p in precisions):
+
+        def answers(found: ProbeResult | None) -> bool:
+            return found is not None and all((first, cl) in found.images_per_second for cl in layouts) and all(
+                any(k[0] == p for k in found.images_per_second) for p in precisions)
+
+        result = _CACHE.get(family)
+        if not answers(result) and timer is None:
+            result = _disk_load(device, family)
+        if not answers(result):
             result = probe(model, device, batch_shape, num_classes, precisions, layouts, timer=timer)
-            _CACHE[family] = result
             spent = result.seconds
+            if timer is None:
+                _disk_store(device, family, result)
+        assert result is not None
+        _CACHE[family] = result
         rates = {k: v for k, v in result.images_per_second.items() if k[0] in precisions and k[1] in layouts}
         precision, channels_last = _best(rates)
         rate = rates[(precision, channels_last)]
         why = "measured: " + ", ".join(
             f"{p}{'+channels_last' if cl else ''} {r:,.0f} img/s" for (p, cl), r in rates.items())
+        if len(layouts) > 1 and attention_family(model) != result.attentions:
+            # The memory format also depends on the attentions (channels_last speeds up SE, slows CBAM
+            # down): decided per attention set, for the precision chosen above, with a shorter probe.
+            layout_rates, extra = _layout_rates(model, device, batch_shape, num_classes, precision, family, timer)
+            spent += extra
+            channels_last = _best_layout(layout_rates, precision)[1]
+            rate = layout_rates[(precision, channels_last)]
+            why += "; for its attentions: " + ", ".join(
+                f"{p}{'+channels_last' if cl else ''} {r:,.0f} img/s" for (p, cl), r in layout_rates.items())
     compiled = _decide_compile(config, model, device, batch_shape, steps, rate, precision, channels_last)
     return Execution(precision, channels_last, compiled, why, spent, rate)
 
