@@ -40,8 +40,8 @@ def test_cifar10_recipe() -> None:
 def test_quick_recipe() -> None:
     r = shipped("quick")
     assert r.data.dataset == "npz:../shared/data/cifar10-6k.npz"
-    assert r.data.train_images == 2000
-    assert (r.train.epochs, r.train.batch_size) == (3, 128)
+    assert (r.data.train_images, r.data.val_fraction) == (3000, 0.2)
+    assert (r.train.epochs, r.train.batch_size) == (4, 128)
     assert (r.search.sampler, r.search.pruner) == ("tpe", "hyperband")
 
 

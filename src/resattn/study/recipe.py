@@ -174,6 +174,18 @@ _LEGACY_FINGERPRINT: dict[str, dict[str, Any]] = {"train": {"bf16": True, "chann
 _FINGERPRINTED_UNLESS: dict[str, dict[str, Any]] = {"train": {"init": "scratch", "finetune_lr": FINETUNE_LR}}
 
 
+def fingerprinted_values(recipe: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The tables of a recipe dict (:meth:`Recipe.to_dict`, or one a study recorded) that the
+    fingerprint covers: the values that change results."""
+    out: dict[str, dict[str, Any]] = {}
+    for table in _TABLES:
+        values = recipe.get(table) or {}
+        added = _FINGERPRINTED_UNLESS.get(table, {})
+        skip = _NOT_FINGERPRINTED.get(table, ()) + tuple(_LEGACY_FINGERPRINT.get(table, ()))
+        out[table] = {k: v for k, v in values.items() if k not in skip and not (k in added and v == added[k])}
+    return out
+
+
 def _fields(cls: type) -> tuple[str, ...]:
     """The keys a table accepts: its fields, plus deprecated older forms (init-only, e.g. ``train.bf16``)."""
     init_only = [name for name, hint in typing.get_type_hints(cls).items() if isinstance(hint, dataclasses.InitVar)]
@@ -206,12 +218,8 @@ class Recipe:
     def fingerprint(self) -> str:
         """sha256 hex of every value that changes results: independent of comments, key order,
         defaults written out or not, name, description, path and ``data.data_dir``."""
-        content: dict[str, Any] = {"format": RECIPE_FORMAT}
+        content: dict[str, Any] = {"format": RECIPE_FORMAT, **fingerprinted_values(self.to_dict())}
         for table in _TABLES:
-            values = getattr(self, table).to_dict()
-            added = _FINGERPRINTED_UNLESS.get(table, {})
-            content[table] = {k: v for k, v in values.items() if k not in _NOT_FINGERPRINTED.get(table, ())
-                              and not (k in added and v == added[k])}
             content[table] |= _LEGACY_FINGERPRINT.get(table, {})
         text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
         return hashlib.sha256(text.encode()).hexdigest()

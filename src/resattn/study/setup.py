@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from resattn.errors import ConfigError, StorageError, signals_deferred
 from resattn.study import keys
-from resattn.study.recipe import Recipe
+from resattn.study.recipe import Recipe, fingerprinted_values
 from resattn.study.space import SearchSpace, baseline_designs
 
 __all__ = [
@@ -214,7 +214,7 @@ def _check_same_setup(
         problems.append(f"space {old!r} (now {space.name!r}, with different content)")
     if attrs.get(keys.STUDY_RECIPE_FINGERPRINT) != recipe.fingerprint():
         old = attrs.get(keys.STUDY_RECIPE, {})
-        diff = _dict_diff(old, recipe.to_dict())
+        diff = _dict_diff(fingerprinted_values(old), fingerprinted_values(recipe.to_dict()))
         problems.append(f"another recipe ({', '.join(diff[:4]) or 'content differs'})")
     recorded = attrs.get(keys.STUDY_INIT)
     if not problems and init is not None and isinstance(recorded, dict) and recorded.get("sha256") != init["sha256"]:
