@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -213,3 +214,22 @@ def test_dashboard_can_read_the_study(quick_study):
     summaries = optuna.get_all_study_summaries(storage)
     assert [s.study_name for s in summaries] == ["quick-quick"]
     assert json.loads(load(db).trials[0].user_attrs["spec"])["layers"]
+
+
+def test_the_summary_counts_finished_trials_without_duplicates() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from resattn.cli.search import _print_summary
+
+    result = SimpleNamespace(
+        study_name="s", finished=20, target=20, complete=11, pruned=11, failed=0, seconds=54.2, device="cpu",
+        duplicates=2, saved_seconds=6.0, architectures=9, over_budget=0, stopped_reason=None, top=(), best=None,
+        pareto=(), notices=(), confirmation=None, missing_baselines=(), storage="sqlite:///s.db",
+    )
+    console = Console(record=True, width=200)
+    with contextlib.suppress(AttributeError):  # only the head lines matter here
+        _print_summary(result, console)
+    text = console.export_text()
+    assert "20/20 finished (9 complete, 11 pruned, 0 failed; 2 duplicates not counted)" in text

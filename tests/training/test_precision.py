@@ -110,6 +110,7 @@ def test_the_probe_is_cached_per_shape_family_and_the_layout_per_attention_set(
     assert first.probe_seconds >= 0 and len(timer.calls) == 3 and first.channels_last
     again = _choose(TrainConfig(), timer, model=_net("se"))  # the same network: nothing timed
     assert len(timer.calls) == 3 and again.probe_seconds == 0.0
+    assert first.why.startswith("measured: ") and again.why.startswith("probe cached")
     timer.rates = {**rates, (True, True): 200.0}  # CBAM: channels_last is slower
     cbam = _choose(TrainConfig(), timer, model=_net("cbam"))
     # the same backbone: the precision stands; only the two bf16 layouts are timed for CBAM

@@ -120,10 +120,13 @@ def _best_value(study: Any) -> float | None:
 def _print_summary(result: Any, console: Console) -> None:
     from resattn.study.storage import redact as _redact
 
+    duplicates = getattr(result, "duplicates", 0)
+    # finished = complete + pruned, duplicates not counted (they are COMPLETE trials in the storage)
+    not_counted = f"; {duplicates} duplicate{'s' if duplicates != 1 else ''} not counted" if duplicates else ""
     head = (
         f"study {result.study_name}: {result.finished}/{result.target} finished "
-        f"({result.complete} complete, {result.pruned} pruned, {result.failed} failed) in {result.seconds:.0f} s"
-        f" on {result.device}"
+        f"({result.complete - duplicates} complete, {result.pruned} pruned, {result.failed} failed{not_counted})"
+        f" in {result.seconds:.0f} s on {result.device}"
     )
     console.print(head)  # the notices were printed when the search started
     if getattr(result, "architectures", 0):

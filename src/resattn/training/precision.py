@@ -377,11 +377,12 @@ def choose_execution(
                 any(k[0] == p for k in found.images_per_second) for p in precisions)
 
         result = _CACHE.get(family)
+        fresh = False
         if not answers(result) and timer is None:
             result = _disk_load(device, family)
         if not answers(result):
             result = probe(model, device, batch_shape, num_classes, precisions, layouts, timer=timer)
-            spent = result.seconds
+            spent, fresh = result.seconds, True
             if timer is None:
                 _disk_store(device, family, result)
         assert result is not None
@@ -389,7 +390,7 @@ def choose_execution(
         rates = {k: v for k, v in result.images_per_second.items() if k[0] in precisions and k[1] in layouts}
         precision, channels_last = _best(rates)
         rate = rates[(precision, channels_last)]
-        why = "measured: " + ", ".join(
+        why = ("measured: " if fresh else "probe cached for this machine and network family: ") + ", ".join(
             f"{p}{'+channels_last' if cl else ''} {r:,.0f} img/s" for (p, cl), r in rates.items())
         if len(layouts) > 1 and attention_family(model) != result.attentions:
             # The memory format also depends on the attentions (channels_last speeds up SE, slows CBAM
