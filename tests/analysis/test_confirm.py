@@ -123,3 +123,16 @@ def test_confirm_end_to_end_json_resume_and_export(tmp_path: Path, cifar_npz: Pa
     assert code == 0 and f"exporting trial {report['winner']}: the confirmed answer" in out
     assert f"trial:        {report['winner']}" in (tmp_path / "w.py").read_text() or \
         f"trial: {report['winner']}" in (tmp_path / "w.py").read_text()
+    # the report's export line names the confirmed answer, not the proxy's best
+    from resattn.analysis.report import _html_page
+
+    page = _html_page(optuna.load_study(study_name="tiny-quick", storage=url), [], url)
+    assert f"Export the confirmed answer (trial {report['winner']}, " in page and " --best --out " in page
+
+
+def test_labels_name_slots_kinds_and_attentions_and_gates_on_request() -> None:
+    placement = ("s1=pattern2[eca]", "s2=pattern4[se/r16|se/r16 γs=0 γr=0.169]", "s3=residual")
+    assert C.short_label(placement) == "s1 pattern2[eca] + s2 pattern4[se|se] + s3 residual"
+    assert C.short_label(placement, gates=True) == (
+        "s1 pattern2[eca] + s2 pattern4[se|se γs=0 γr=0.169] + s3 residual")
+    assert C.short_label(("s1=pattern2_mix[cbam/r16/k7 λ=0.2]",), gates=True) == "s1 pattern2_mix[cbam λ=0.2]"

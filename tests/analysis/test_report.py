@@ -44,6 +44,8 @@ def test_report_writes_self_contained_html_and_pngs(report):
     # Baselines and pruning savings are reported.
     assert "all-residual" in result.captions["history"]
     assert "epochs trained in total" in result.captions["pruning"]
+    # no confirmation yet: the export line says the proxy's best is a screen
+    assert "not yet confirmed" in page and f"--trial {study.best_trial.number} " in page
 
 
 def test_report_placement_numbers_match_study(report):

@@ -36,6 +36,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,15 +100,18 @@ class Candidate:
         return self.design == BASELINE
 
 
-def short_label(placement: tuple[str, ...]) -> str:
+def short_label(placement: tuple[str, ...], *, gates: bool = False) -> str:
     """``s1 pattern2[eca] + s2 pattern4[se|cbam]``: slots with their kind and attention names (options,
-    γ and λ left out)."""
+    γ and λ left out; with ``gates``, the γ / λ values kept: ``s2 pattern4[se|cbam γs=0 γr=0.169]``)."""
     parts = []
     for item in placement:
         slot, _, block = str(item).partition("=")
         kind, _, inner = block.partition("[")
-        names = [part.split("/")[0].split(" ")[0] for part in inner.rstrip("]").split("|")] if inner else []
-        parts.append(f"{slot} {kind}" + (f"[{'|'.join(names)}]" if names else ""))
+        inner = inner.rstrip("]")
+        names = [part.split("/")[0].split(" ")[0] for part in inner.split("|")] if inner else []
+        extra = [word for word in inner.replace("|", " ").split() if word.startswith(("γ", "λ"))] if gates else []
+        body = " ".join(["|".join(names), *extra])
+        parts.append(f"{slot} {kind}" + (f"[{body}]" if names else ""))
     return " + ".join(parts)
 
 
@@ -145,7 +149,10 @@ def candidates_of(study: optuna.Study, top: int) -> list[Candidate]:
             proxy=proxy if proxy is not None and math.isfinite(proxy) else None,
         )
     out = sorted(by_hash.values(), key=lambda c: (c.is_baseline, -(c.proxy or -1.0), c.trial))
-    return out
+    # Architectures that differ only in their gates (γ, λ) get labels that show them.
+    counts = Counter(c.label for c in out)
+    return [dataclasses.replace(c, label=short_label(c.placement, gates=True))
+            if counts[c.label] > 1 and c.design is None else c for c in out]
 
 
 # --------------------------------------------------------------------------------------- pairing

@@ -39,7 +39,7 @@ from resattn.analysis.inspect import (
 )
 from resattn.errors import ConfigError
 from resattn.study import keys
-from resattn.study.records import load_report
+from resattn.study.records import confirmed_winner, load_report
 
 __all__ = ["FIGURES", "MIN_COMPLETE", "ReportResult", "write_report"]
 
@@ -151,8 +151,16 @@ def _html_page(study: optuna.Study, sections: list[Any], storage_url: str | None
         head.append("<h3>Best trials</h3><table><tr><th>trial</th><th>val_accuracy</th><th>params</th>"
                     f"<th>placement</th></tr>{rows}</table>")
         if storage_url:
-            command = export_command(storage_url, study.study_name, best[0].number)
-            head.append(f"<p>Export the best: <code>{html.escape(command)}</code></p>")
+            confirmed = confirmed_winner(study)
+            if confirmed is not None:
+                command = export_command(storage_url, study.study_name, confirmed[0]).replace(
+                    f" --trial {confirmed[0]} ", " --best ")
+                head.append(f"<p>Export the confirmed answer (trial {confirmed[0]}, {html.escape(confirmed[1])}): "
+                            f"<code>{html.escape(command)}</code></p>")
+            else:
+                command = export_command(storage_url, study.study_name, best[0].number)
+                head.append("<p>Export the proxy's best (a screen, not yet confirmed: run "
+                            f"<code>resattn confirm</code>): <code>{html.escape(command)}</code></p>")
     body = []
     first = True
     for title, caption, pfig, png in sections:
