@@ -33,7 +33,9 @@ def test_list_studies_counts(inspect_db):
     (info,) = I.list_studies(url(inspect_db))
     study = load(inspect_db)
     assert info.name == STUDY
-    assert info.complete == sum(t.state == TrialState.COMPLETE for t in study.trials)
+    duplicates = sum(t.user_attrs.get("duplicate_of") is not None for t in study.trials)
+    assert info.complete == sum(t.state == TrialState.COMPLETE for t in study.trials) - duplicates
+    assert info.duplicates == duplicates and info.trials == len(study.trials)
     assert info.pruned == sum(t.state == TrialState.PRUNED for t in study.trials)
     assert info.failed == sum(t.state == TrialState.FAIL for t in study.trials) >= 1
     assert info.best == pytest.approx(study.best_value)

@@ -103,13 +103,14 @@ def test_studies_table(inspect_db, capsys):
     code, out, err = run_cli(["studies", "--storage", url(inspect_db)], capsys)
     assert code == 0, err
     study = optuna.load_study(study_name=STUDY, storage=url(inspect_db))
+    duplicates = sum(t.user_attrs.get("duplicate_of") is not None for t in study.trials)
     counts = [sum(t.state == s for t in study.trials) for s in (TrialState.COMPLETE, TrialState.PRUNED,
                                                                   TrialState.FAIL)]
     row = next(line for line in out.splitlines() if STUDY in line)
     cells = [c.strip() for c in row.strip("│ ").split("│")]
-    assert cells[:4] == [STUDY, *map(str, counts)]
-    assert cells[4:6] == ["0", "0"]  # running, queued
-    assert cells[6] == f"{study.best_value:.4f}" and cells[7:9] == ["quick", "quick"]
+    assert cells[:5] == [STUDY, str(counts[0] - duplicates), str(duplicates), str(counts[1]), str(counts[2])]
+    assert cells[5:7] == ["0", "0"]  # running, queued
+    assert cells[7] == f"{study.best_value:.4f}" and cells[8:10] == ["quick", "quick"]
 
 
 def test_queued_trials_are_shown_as_queued_not_running(tmp_path, capsys):
@@ -124,7 +125,7 @@ def test_queued_trials_are_shown_as_queued_not_running(tmp_path, capsys):
     assert code == 0, err
     row = next(line for line in out.splitlines() if "fresh" in line)
     cells = [c.strip() for c in row.strip("│ ").split("│")]
-    assert cells[1:6] == ["0", "0", "0", "0", "3"]  # complete, pruned, failed, running, queued
+    assert cells[1:7] == ["0", "0", "0", "0", "0", "3"]  # complete, duplicates, pruned, failed, running, queued
 
 
 def test_show_lists_best_trials_and_export_commands(inspect_db, capsys):

@@ -69,10 +69,12 @@ class StudyInfo:
     directions: tuple[str, ...]
     #: Trials queued but not started (WAITING): the baselines before the first run, a retry.
     queued: int = 0
+    #: COMPLETE trials that repeated an architecture already trained (not in ``complete``).
+    duplicates: int = 0
 
     @property
     def trials(self) -> int:
-        return self.complete + self.pruned + self.failed + self.running + self.queued
+        return self.complete + self.duplicates + self.pruned + self.failed + self.running + self.queued
 
 
 def list_studies(storage_url: str, names: Sequence[str] | None = None) -> list[StudyInfo]:
@@ -91,9 +93,12 @@ def list_studies(storage_url: str, names: Sequence[str] | None = None) -> list[S
         attrs = study.user_attrs
         space = attrs.get(keys.STUDY_SPACE)
         recipe = attrs.get(keys.STUDY_RECIPE)
+        duplicates = sum(t.state == TrialState.COMPLETE and t.user_attrs.get(keys.DUPLICATE_OF) is not None
+                         for t in trials)
         out.append(StudyInfo(
             name=name,
-            complete=count[TrialState.COMPLETE],
+            complete=count[TrialState.COMPLETE] - duplicates,
+            duplicates=duplicates,
             pruned=count[TrialState.PRUNED],
             failed=count[TrialState.FAIL],
             running=count[TrialState.RUNNING],

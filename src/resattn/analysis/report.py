@@ -129,10 +129,13 @@ def _write_figures(study: optuna.Study, out: Path, result: ReportResult, storage
 def _html_page(study: optuna.Study, sections: list[Any], storage_url: str | None) -> str:
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    duplicates = sum(t.state == TrialState.COMPLETE and t.user_attrs.get(keys.DUPLICATE_OF) is not None
+                     for t in trials)
     head = [
         f"<h1>resattn study <code>{html.escape(study.study_name)}</code></h1>",
-        f"<p>{len(trials)} trials: {counts[TrialState.COMPLETE]} complete, {counts[TrialState.PRUNED]} pruned, "
-        f"{counts[TrialState.FAIL]} failed.",
+        f"<p>{len(trials)} trials: {counts[TrialState.COMPLETE] - duplicates} complete, "
+        f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed"
+        + (f", {_n(duplicates, 'duplicate')} not trained again." if duplicates else "."),
     ]
     space = study.user_attrs.get(keys.STUDY_SPACE)
     recipe = study.user_attrs.get(keys.STUDY_RECIPE)

@@ -116,12 +116,13 @@ def studies_cmd(storage: StorageOpt = DEFAULT_STORAGE) -> None:
         out_console.print(f"no study in {storage}")
         return
     table = Table(title=f"studies in {storage}", title_justify="left")
-    numbers = ("complete", "pruned", "failed", "running", "queued", "best")
+    numbers = ("complete", "duplicates", "pruned", "failed", "running", "queued", "best")
     for col in ("study", *numbers, "space", "recipe", "objectives"):
         table.add_column(col, justify="right" if col in numbers else "left", overflow="fold")
     for s in infos:
-        table.add_row(s.name, str(s.complete), str(s.pruned), str(s.failed), str(s.running), str(s.queued),
-                      _num(s.best), s.space or "—", s.recipe or "—", ", ".join(s.metric_names))
+        counts = (s.complete, s.duplicates, s.pruned, s.failed, s.running, s.queued)
+        table.add_row(s.name, *map(str, counts), _num(s.best), s.space or "—", s.recipe or "—",
+                      ", ".join(s.metric_names))
     out_console.print(table)
 
 
@@ -157,7 +158,9 @@ def show_cmd(
     (info,) = guard(lambda: list_studies(storage, [study_obj.study_name]))
     out_console.print(
         f"study {info.name}: {info.complete} complete, {info.pruned} pruned, {info.failed} failed"
-        f" (space {info.space or '—'}, recipe {info.recipe or '—'})"
+        + (f", {info.duplicates} duplicate{'s' if info.duplicates != 1 else ''} not trained again"
+           if info.duplicates else "")
+        + f" (space {info.space or '—'}, recipe {info.recipe or '—'})"
     )
     rows = top_trials(study_obj, top)
     if not rows:
