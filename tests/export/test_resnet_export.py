@@ -89,3 +89,13 @@ def test_exported_resnet_matches_resattn(tmp_path: Path, case: str) -> None:
     x = torch.randn(2, 3, 64, 64, generator=gen)
     with torch.no_grad():
         assert torch.equal(theirs(x), mine(x))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnx") is None or importlib.util.find_spec("onnxruntime") is None,
+                    reason="onnx / onnxruntime not installed")
+@pytest.mark.parametrize("case", ["resnet18-retrofit", "resnet50-retrofit"])
+def test_retrofitted_resnets_export_to_onnx_and_agree_with_torch(tmp_path: Path, case: str) -> None:
+    from resattn.export.onnx import ONNX_TOLERANCE, export_onnx
+
+    result = export_onnx(CASES[case](), tmp_path / "m.onnx", image_size=64)  # onnxruntime compares both
+    assert result.path.is_file() and result.max_abs_diff is not None and result.max_abs_diff <= ONNX_TOLERANCE
