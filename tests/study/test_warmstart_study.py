@@ -104,6 +104,18 @@ def test_continuing_with_a_changed_checkpoint_is_refused(tmp_path: Path) -> None
         open_study(storage, "warm", space, recipe, init=changed.to_dict())
 
 
+def _main(args: list[str]) -> tuple[int, str]:
+    import contextlib
+    import io
+
+    from resattn.cli.main import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exc:
+        main(args)
+    return (exc.value.code if isinstance(exc.value.code, int) else 0), out.getvalue()
+
+
 def test_a_warm_search_records_the_init_on_the_study_and_every_trial(tmp_path: Path, cifar_npz: Path) -> None:
     space = _tiny()
     path = _save_residual(space, tmp_path / "w.pt")
@@ -121,6 +133,15 @@ def test_a_warm_search_records_the_init_on_the_study_and_every_trial(tmp_path: P
         assert init["sha256"] == study.user_attrs[keys.STUDY_INIT]["sha256"]
         assert init["loaded"] == len(torch.load(path, weights_only=True)) and init["new_other"] == 0
         assert (init["new_attention"] > 0) == any("pattern2" in p for p in t.user_attrs[keys.PLACEMENT])
+    # show and the report say the study was warm-started, and from what
+    from resattn.analysis.inspect import warm_start_line
+    from resattn.analysis.report import _html_page
+
+    line = warm_start_line(study)
+    assert line is not None and f"checkpoint:{path}" in line and "fine-tuned at peak lr 0.02" in line
+    assert f"checkpoint:{path}" in _html_page(study, [], None)
+    code, shown = _main(["show", "--storage", f"sqlite:///{db}"])
+    assert code == 0 and line in shown
 
 
 def test_a_torchvision_checkpoint_fits_the_resnet18_space(tmp_path: Path) -> None:

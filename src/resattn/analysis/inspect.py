@@ -77,6 +77,19 @@ class StudyInfo:
         return self.complete + self.duplicates + self.pruned + self.failed + self.running + self.queued
 
 
+def warm_start_line(study: optuna.Study) -> str | None:
+    """One sentence on the study's warm start (``train.init``), or None for a study trained from scratch."""
+    init = study.user_attrs.get(keys.STUDY_INIT)
+    if not isinstance(init, dict) or not init.get("init"):
+        return None
+    recipe = study.user_attrs.get(keys.STUDY_RECIPE)
+    train = recipe.get("train", {}) if isinstance(recipe, dict) else {}
+    lr = train.get("finetune_lr") if isinstance(train, dict) else None
+    return (f"warm start: every trial started from {init['init']} (sha256 {str(init.get('sha256', '?'))[:12]}…, "
+            f"{init.get('tensors', '?')} tensors)" + (f", fine-tuned at peak lr {lr:g}" if isinstance(lr, float | int)
+                                                      else ""))
+
+
 def list_studies(storage_url: str, names: Sequence[str] | None = None) -> list[StudyInfo]:
     """Every study in the storage (or those of ``names`` that exist), by name."""
     storage = open_existing_storage(storage_url)

@@ -36,6 +36,7 @@ from resattn.analysis.inspect import (
     pruning_savings,
     slot_importances,
     top_trials,
+    warm_start_line,
 )
 from resattn.errors import ConfigError
 from resattn.study import keys
@@ -142,6 +143,9 @@ def _html_page(study: optuna.Study, sections: list[Any], storage_url: str | None
     if isinstance(space, dict) and isinstance(recipe, dict):
         head[-1] += (f" Space <code>{html.escape(str(space.get('name')))}</code>, recipe "
                      f"<code>{html.escape(str(recipe.get('name')))}</code>.")
+    warm = warm_start_line(study)
+    if warm:
+        head[-1] += f" {html.escape(warm[0].upper() + warm[1:])}."
     head[-1] += "</p>"
     best = top_trials(study, 5)
     if best:

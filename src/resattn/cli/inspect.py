@@ -138,7 +138,14 @@ def show_cmd(
 ) -> None:
     """The best trials of a study (the Pareto front with several objectives), with placements and the
     command that exports each; the confirmed ranking when resattn confirm has run."""
-    from resattn.analysis.inspect import compare_trials, export_command, list_studies, proxy_noise, top_trials
+    from resattn.analysis.inspect import (
+        compare_trials,
+        export_command,
+        list_studies,
+        proxy_noise,
+        top_trials,
+        warm_start_line,
+    )
     from resattn.cli.confirm import print_confirmation
     from resattn.study.records import load_report
     from resattn.study.storage import load_study
@@ -162,6 +169,9 @@ def show_cmd(
            if info.duplicates else "")
         + f" (space {info.space or '—'}, recipe {info.recipe or '—'})"
     )
+    warm = warm_start_line(study_obj)
+    if warm:
+        out_console.print(warm, soft_wrap=True)
     rows = top_trials(study_obj, top)
     if not rows:
         out_console.print("no trial has completed yet")
