@@ -136,3 +136,21 @@ def test_labels_name_slots_kinds_and_attentions_and_gates_on_request() -> None:
     assert C.short_label(placement, gates=True) == (
         "s1 pattern2[eca] + s2 pattern4[se|se γs=0 γr=0.169] + s3 residual")
     assert C.short_label(("s1=pattern2_mix[cbam/r16/k7 λ=0.2]",), gates=True) == "s1 pattern2_mix[cbam λ=0.2]"
+
+
+def test_the_dashboard_figure_names_candidates_by_trial_and_keeps_placements_in_the_hover() -> None:
+    report = {
+        "baseline": "all-residual", "verdict": "s1 pattern2[eca] + s2 pattern4[se|se γs=0 γr=0.155] beats "
+                                               "all-residual by +3.1 points [+1.0, +5.3] (p = 0.044, 5 seeds)",
+        "candidates": [
+            {"label": "s1 pattern2[eca]", "trial": 14, "design": None, "mean": 0.578, "ci95": [0.566, 0.59],
+             "delta": {"mean": 0.031, "ci95": [0.01, 0.053]}},
+            {"label": "all-residual", "trial": 0, "design": "all-residual", "mean": 0.547, "ci95": [0.534, 0.559]},
+        ],
+    }
+    wide, compact = C.interval_figure(report), C.interval_figure(report, compact=True)
+    assert list(wide.data[0].y) == ["all-residual (#0)", "s1 pattern2[eca] (#14)"]
+    assert list(compact.data[0].y) == ["#0 all-residual", "#14"]
+    assert list(compact.data[0].hovertext) == list(wide.data[0].y)
+    assert "<br>" in compact.layout.title.text and "<br>" not in wide.layout.title.text
+    assert list(compact.data[1].x)[1] == pytest.approx(3.1)  # the difference, in points

@@ -446,16 +446,25 @@ def _stored_images(recipe: Any, images: int) -> int:
 GRAPH_ID = "resattn-confirmation"
 
 
-def interval_figure(report: dict[str, Any]) -> Any:
+def interval_figure(report: dict[str, Any], *, compact: bool = False) -> Any:
     """A plotly figure: each candidate's mean val accuracy with its 95 % interval, and its paired
-    difference to the baseline with its 95 % interval (0 marked)."""
+    difference to the baseline with its 95 % interval (0 marked).
+
+    ``compact`` (optuna-dashboard's half-width panel): candidates are named by trial number (and
+    design), the placements are in the hover text, and the title wraps."""
+    import textwrap
+
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     rows = [c for c in report.get("candidates", []) if c.get("mean") is not None][::-1]
-    labels = [f"{c['label']} (#{c['trial']})" for c in rows]
-    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04, subplot_titles=[
-        "val accuracy (%), mean and 95 % CI over seeds", f"Δ to {report.get('baseline') or 'baseline'} (points)"])
+    full = [f"{c['label']} (#{c['trial']})" for c in rows]
+    labels = [f"#{c['trial']}" + (f" {c['label']}" if c.get("design") or c["label"] == report.get("baseline")
+                                  else "") for c in rows] if compact else full
+    baseline = report.get("baseline") or "baseline"
+    titles = (["accuracy %, 95 % CI", f"Δ to {baseline}"] if compact
+              else ["val accuracy (%), mean and 95 % CI over seeds", f"Δ to {baseline} (points)"])
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04, subplot_titles=titles)
 
     def err(c: dict[str, Any], key: str) -> tuple[float, float, float]:
         part = c if key == "mean" else c.get("delta") or {}
@@ -469,13 +478,17 @@ def interval_figure(report: dict[str, Any]) -> Any:
     for col, key in ((1, "mean"), (2, "delta")):
         values = [err(c, key) for c in rows]
         fig.add_trace(go.Scatter(
-            x=[v[0] for v in values], y=labels, mode="markers", showlegend=False,
+            x=[v[0] for v in values], y=labels, mode="markers", showlegend=False, hovertext=full,
             error_x={"type": "data", "symmetric": False, "array": [v[1] for v in values],
                      "arrayminus": [v[2] for v in values]},
         ), row=1, col=col)
     fig.add_vline(x=0, line_dash="dot", row=1, col=2)
-    fig.update_layout(title=f"confirmation: {report.get('verdict')}", height=200 + 40 * len(rows),
-                      margin={"l": 260})
+    title = f"confirmation: {report.get('verdict')}"
+    if compact:
+        title = "<br>".join(textwrap.wrap(title, 60))
+    lines = title.count("<br>") + 1
+    fig.update_layout(title={"text": title, "y": 0.98, "yanchor": "top"}, height=180 + 40 * len(rows) + 24 * lines,
+                      margin={"l": 140 if compact else 260, "t": 50 + 24 * lines})
     return fig
 
 
@@ -488,7 +501,7 @@ def publish(study: optuna.Study, report: dict[str, Any], candidates: list[Candid
     try:
         from optuna_dashboard import save_plotly_graph_object
 
-        save_plotly_graph_object(study, interval_figure(report), graph_object_id=GRAPH_ID)
+        save_plotly_graph_object(study, interval_figure(report, compact=True), graph_object_id=GRAPH_ID)
     except ImportError:
         notes.append("optuna-dashboard is not installed: the interval plot was not saved with the study")
     if artifact_dir is None:
