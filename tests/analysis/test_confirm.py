@@ -154,3 +154,34 @@ def test_the_dashboard_figure_names_candidates_by_trial_and_keeps_placements_in_
     assert list(compact.data[0].hovertext) == list(wide.data[0].y)
     assert "<br>" in compact.layout.title.text and "<br>" not in wide.layout.title.text
     assert list(compact.data[1].x)[1] == pytest.approx(3.1)  # the difference, in points
+
+
+def test_the_study_note_gives_the_verdict_the_answer_and_the_table_and_spares_a_users_note(tmp_path: Path) -> None:
+    from optuna_dashboard import save_note
+    from optuna_dashboard._note import get_note_from_system_attrs
+
+    report = {
+        "seeds": [0, 1, 2], "epochs": 8, "baseline": "all-residual", "winner": 14,
+        "winner_reason": "confirmed: beats all-residual significantly", "verdict": "X beats all-residual",
+        "candidates": [
+            {"label": "s2 pattern4[se|se]", "trial": 14, "accuracy": [0.58, 0.57, 0.59], "mean": 0.58,
+             "ci95": [0.566, 0.59], "p_best": 0.9,
+             "delta": {"mean": 0.031, "ci95": [0.01, 0.053], "p": 0.01, "p_holm": 0.02}},
+            {"label": "all-residual", "trial": 0, "accuracy": [0.55, 0.54, None], "mean": 0.545,
+             "ci95": [0.53, 0.56], "p_best": 0.1},
+        ],
+    }
+    text = C.study_note(report)
+    assert "**Verdict:** X beats all-residual" in text and "**The answer:** trial 14" in text
+    assert "| 14 | s2 pattern4[se\\|se] | 3 | 58.0 | [56.6, 59.0] | +3.1 | [+1.0, +5.3] | 0.02 | 0.90 |" in text
+    assert "| 0 | all-residual | 2 | 54.5 | [53.0, 56.0] | baseline |  |  | 0.10 |" in text
+
+    def note(study: optuna.Study) -> str:
+        return get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id), None)["body"]
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'n.db'}", direction="maximize")
+    assert C._own_or_no_study_note(study)  # no note yet
+    save_note(study, text)
+    assert C._own_or_no_study_note(study)  # an earlier confirmation's: replaced
+    save_note(study, "my own notes on this study")
+    assert not C._own_or_no_study_note(study) and note(study) == "my own notes on this study"

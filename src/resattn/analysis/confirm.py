@@ -492,6 +492,50 @@ def interval_figure(report: dict[str, Any], *, compact: bool = False) -> Any:
     return fig
 
 
+def study_note(report: dict[str, Any]) -> str:
+    """The confirmation as the study's markdown note in optuna-dashboard: the verdict, the confirmed
+    answer (the dashboard's own "Best Trial" is the proxy's best, a screen) and the table."""
+    def pct(value: Any) -> str:
+        return "·" if value is None else f"{100 * value:.1f}"
+
+    def signed(value: Any) -> str:
+        return "·" if value is None else f"{100 * value:+.1f}"
+
+    seeds = report.get("seeds") or []
+    lines = [f"## resattn confirm: {len(seeds)} paired seeds, {report.get('epochs')} epochs per training", "",
+             f"**Verdict:** {report.get('verdict')}", ""]
+    if isinstance(report.get("winner"), int):
+        lines += [f"**The answer:** trial {report['winner']} ({report.get('winner_reason')}). The \"Best Trial\" "
+                  "panel shows the proxy's best score, a screen.", ""]
+    lines += ["| trial | candidate | seeds | mean % | 95 % CI | Δ points | Δ 95 % CI | p (Holm) | P(best) |",
+              "| ---: | --- | ---: | ---: | --- | ---: | --- | ---: | ---: |"]
+    for c in report.get("candidates", []):
+        d = c.get("delta") or {}
+        low, high = (c.get("ci95") or [None, None])
+        dlow, dhigh = (d.get("ci95") or [None, None])
+        trained = sum(v is not None for v in c.get("accuracy") or [])
+        p_holm = d.get("p_holm")
+        label = str(c.get("label")).replace("|", "\\|")  # a pipe inside a markdown table cell
+        lines.append(
+            f"| {c.get('trial')} | {label} | {trained} | {pct(c.get('mean'))} | "
+            f"[{pct(low)}, {pct(high)}] | {signed(d.get('mean')) if d else 'baseline'} | "
+            + (f"[{signed(dlow)}, {signed(dhigh)}]" if d else "") + " | "
+            + ("" if p_holm is None else f"{p_holm:.3g}") + f" | {c.get('p_best') or 0:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _own_or_no_study_note(study: optuna.Study) -> bool:
+    """Whether the study's dashboard note is empty or an earlier confirmation's (a user's own note is
+    never written over; when the note cannot be read, it is left alone)."""
+    try:
+        from optuna_dashboard._note import get_note_from_system_attrs
+
+        body = get_note_from_system_attrs(study._storage.get_study_system_attrs(study._study_id), None)["body"]
+    except Exception:  # a private helper of optuna-dashboard: any change there means "leave the note alone"
+        return False
+    return not str(body).strip() or str(body).startswith("## resattn confirm")
+
+
 def publish(study: optuna.Study, report: dict[str, Any], candidates: list[Candidate],
             artifact_dir: str | None) -> list[str]:
     """Show the confirmation in optuna-dashboard: the interval plot saved with the study, and each
@@ -499,9 +543,14 @@ def publish(study: optuna.Study, report: dict[str, Any], candidates: list[Candid
     ``artifact_dir``; once per architecture). Returns notes on what could not be done."""
     notes: list[str] = []
     try:
-        from optuna_dashboard import save_plotly_graph_object
+        from optuna_dashboard import save_note, save_plotly_graph_object
 
         save_plotly_graph_object(study, interval_figure(report, compact=True), graph_object_id=GRAPH_ID)
+        if _own_or_no_study_note(study):
+            save_note(study, study_note(report))
+        else:
+            notes.append("the study already has a note of its own in optuna-dashboard: the confirmation was not "
+                         "written over it")
     except ImportError:
         notes.append("optuna-dashboard is not installed: the interval plot was not saved with the study")
     if artifact_dir is None:
