@@ -166,3 +166,12 @@ def test_the_command_line_answers_without_importing_torch(argv: list[str]) -> No
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert "HEAVY [] CODE" in proc.stdout, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_the_package_version_is_the_project_version() -> None:
+    import tomllib
+
+    import resattn
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    assert resattn.__version__ == project["version"]
