@@ -24,7 +24,7 @@ from typing import Any
 from torch import nn
 
 from resattn.errors import SpecError
-from resattn.model.attention import ATTENTIONS, attention_options, option_values
+from resattn.model.attention import ATTENTIONS, attention_options, option_values, plugin_hint
 from resattn.model.kinds import FIELD_DEFAULTS, KIND_TABLE, KINDS, RESIDUAL_PATHS, SCALAR_LABELS
 from resattn.model.layers import BOTTLENECK_EXPANSION
 
@@ -144,6 +144,8 @@ class AttentionSpec:
     values: tuple[tuple[str, int | float | bool], ...]
 
     def __init__(self, name: str, *args: Any, **options: Any):
+        if isinstance(name, str) and name not in ATTENTIONS and plugin_hint():
+            raise SpecError("name", f"unknown value {name!r}; allowed: {_allowed(sorted(ATTENTIONS))}{plugin_hint()}")
         _check_choice("name", name, tuple(sorted(ATTENTIONS)))
         try:
             accepted = attention_options(name)

@@ -98,7 +98,7 @@ from typing import Any
 from optuna.trial import BaseTrial, FixedTrial
 
 from resattn.errors import ConfigError, SpecError
-from resattn.model.attention import ATTENTIONS, attention_options, option_values
+from resattn.model.attention import ATTENTIONS, attention_options, option_values, plugin_hint
 from resattn.model.kinds import KIND_TABLE, KINDS, RESIDUAL_PATHS
 from resattn.model.presets import DESIGNS
 from resattn.model.spec import (
@@ -467,7 +467,8 @@ class _Parser:
         for item in value:
             if not check(item):
                 adjective = "unknown" if isinstance(item, str) and param != "learnable" else "invalid"
-                raise self.error(key, f"{adjective} {what} {literal(item)}; allowed: {desc}")
+                hint = plugin_hint() if what == "attention" else ""
+                raise self.error(key, f"{adjective} {what} {literal(item)}; allowed: {desc}{hint}")
             if item in seen:
                 raise self.error(
                     key, f"duplicate entry {literal(item)}; each entry may appear once (allowed: {desc})"

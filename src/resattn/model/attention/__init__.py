@@ -34,6 +34,9 @@ __all__ = [
     "ATTENTIONS",
     "CBAM",
     "ECA",
+    "ENTRY_POINT_GROUP",
+    "PLUGINS_ENV",
+    "PLUGIN_PROBLEMS",
     "CoordAttention",
     "SimAM",
     "SqueezeExcite",
@@ -41,6 +44,7 @@ __all__ = [
     "eca_kernel_size",
     "make_attention",
     "option_values",
+    "plugin_hint",
 ]
 
 #: name -> mask-producer class, each constructed as ``cls(channels, **options)``.
@@ -53,8 +57,23 @@ ATTENTIONS: dict[str, type[nn.Module]] = {
 }
 
 
+#: Entry-point group through which an installed package adds attentions, e.g. in its pyproject.toml
+#: ``[project.entry-points."resattn.attentions"]`` ``mine = "mypkg.attention:MyMask"``.
+ENTRY_POINT_GROUP = "resattn.attentions"
+#: Environment variable naming modules (comma-separated, importable) that register attentions
+#: themselves (``resattn.ATTENTIONS["mine"] = MyMask``): how a command-line run sees your own module.
+PLUGINS_ENV = "RESATTN_PLUGINS"
+#: What went wrong loading those (named where an unknown attention is reported).
+PLUGIN_PROBLEMS: list[str] = []
+
+
+def plugin_hint() -> str:
+    """``""``, or a sentence on the plugins that could not be loaded (for unknown-attention errors)."""
+    return f" (attention plugins that did not load: {'; '.join(PLUGIN_PROBLEMS)})" if PLUGIN_PROBLEMS else ""
+
+
 def _unknown(name: object) -> ValueError:
-    return ValueError(f"unknown attention {name!r}; valid names: {', '.join(sorted(ATTENTIONS))}")
+    return ValueError(f"unknown attention {name!r}; valid names: {', '.join(sorted(ATTENTIONS))}{plugin_hint()}")
 
 
 def _scalar(value: Any) -> bool:
@@ -94,3 +113,42 @@ def make_attention(name: str, channels: int, **options: Any) -> nn.Module:
     if name not in ATTENTIONS:
         raise _unknown(name)
     return ATTENTIONS[name](channels, **options)
+
+
+def _load_plugins() -> None:
+    """Register the attentions of installed packages (:data:`ENTRY_POINT_GROUP`) and import the
+    modules named in :data:`PLUGINS_ENV`. Runs once, when this registry is first imported; a plugin
+    that fails is recorded in :data:`PLUGIN_PROBLEMS` (and named where its attention is missed), it
+    does not stop resattn."""
+    import importlib
+    import importlib.metadata
+    import os
+
+    try:
+        entry_points = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    except Exception as err:  # a broken distribution's metadata
+        entry_points = []
+        PLUGIN_PROBLEMS.append(f"entry points of {ENTRY_POINT_GROUP!r} could not be read ({err})")
+    for ep in entry_points:
+        try:
+            cls = ep.load()
+        except Exception as err:
+            PLUGIN_PROBLEMS.append(f"entry point {ep.name} = {ep.value!r} could not be loaded "
+                                   f"({type(err).__name__}: {err})")
+            continue
+        if ATTENTIONS.get(ep.name, cls) is not cls:
+            PLUGIN_PROBLEMS.append(f"entry point {ep.name} = {ep.value!r} not registered: {ep.name!r} is "
+                                   f"already {ATTENTIONS[ep.name].__name__}")
+            continue
+        ATTENTIONS[ep.name] = cls
+    for module in (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(",")):
+        if not module:
+            continue
+        try:
+            importlib.import_module(module)
+        except Exception as err:
+            PLUGIN_PROBLEMS.append(f"{PLUGINS_ENV} module {module!r} could not be imported "
+                                   f"({type(err).__name__}: {err})")
+
+
+_load_plugins()  # last: a plugin module may import this registry while it loads
