@@ -279,8 +279,9 @@ def test_process_seed_streams() -> None:
     assert [claim_process_indices(study), claim_process_indices(study, 3), claim_process_indices(study)] == [0, 1, 4]
 
 
+@pytest.mark.parametrize("beat", [True, False], ids=["after-a-heartbeat", "before-its-first-heartbeat"])
 def test_a_trial_whose_process_died_fails_with_a_reason_and_the_wait_says_so(
-    setup, monkeypatch: pytest.MonkeyPatch
+    setup, monkeypatch: pytest.MonkeyPatch, beat: bool
 ) -> None:
     space, recipe, url, name = setup
     if "://" not in url:
@@ -290,8 +291,9 @@ def test_a_trial_whose_process_died_fails_with_a_reason_and_the_wait_says_so(
     run_search(space, recipe, trials=1, storage=url, study_name=name, device="cpu")
     storage = open_storage(url)
     study = optuna.load_study(study_name=name, storage=storage)
-    dead = study.ask()  # "another machine" starts a trial, beats once, and dies
-    storage.record_heartbeat(dead._trial_id)
+    dead = study.ask()  # "another machine" starts a trial, beats once (or not even once), and dies
+    if beat:
+        storage.record_heartbeat(dead._trial_id)
     notes: list[str] = []
 
     class Recorder(NullReporter):

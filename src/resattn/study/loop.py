@@ -283,6 +283,28 @@ def with_retry(fn: Any, what: str, attempts: int = 8) -> Any:
 NO_HEARTBEAT = "no heartbeat for {grace} s: the process running it died or lost the database"
 
 
+def _never_beat(rdb: optuna.storages.RDBStorage, study: optuna.Study, grace: float) -> list[int]:
+    """RUNNING trials that started more than ``grace`` seconds ago and never recorded a heartbeat:
+    their process died between creating the trial and its first heartbeat. Optuna's stale check
+    skips trials without a heartbeat, so without this they would stay RUNNING (and hold a share of
+    the budget) for ever. A live process records its first heartbeat at once, so after the grace
+    period none of these can be running anywhere."""
+    import datetime
+
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace)  # datetime_start: local, naive
+    old = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+           if t.datetime_start is not None and t.datetime_start.replace(tzinfo=None) < cutoff}
+    if not old:
+        return []
+    with _create_scoped_session(rdb.scoped_session) as session:
+        beating = {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id)
+                   .filter(models.TrialHeartbeatModel.trial_id.in_(sorted(old))).all()}
+    return sorted(old - beating)
+
+
 def fail_stale(study: optuna.Study, notify: Callable[[str], None] | None = None) -> list[int]:
     """Fail the RUNNING trials whose heartbeat is older than the grace period (RDB storages), each
     with a ``fail_reason``, and retry each once (the storage's stale-trial callback). Also gives a
@@ -297,7 +319,9 @@ def fail_stale(study: optuna.Study, notify: Callable[[str], None] | None = None)
     failed: list[FrozenTrial] = []
     with contextlib.suppress(Exception), warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        for trial_id in storage._get_stale_trial_ids(study._study_id):
+        stale = list(storage._get_stale_trial_ids(study._study_id))
+        stale += [i for i in _never_beat(rdb, study, grace) if i not in stale]
+        for trial_id in stale:
             try:
                 storage.set_trial_user_attr(trial_id, keys.FAIL_REASON, reason)
                 if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
