@@ -291,17 +291,21 @@ def _never_beat(rdb: optuna.storages.RDBStorage, study: optuna.Study, grace: flo
     period none of these can be running anywhere."""
     import datetime
 
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
-
     cutoff = datetime.datetime.now() - datetime.timedelta(seconds=grace)  # datetime_start: local, naive
     old = {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
            if t.datetime_start is not None and t.datetime_start.replace(tzinfo=None) < cutoff}
     if not old:
         return []
-    with _create_scoped_session(rdb.scoped_session) as session:
-        beating = {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id)
-                   .filter(models.TrialHeartbeatModel.trial_id.in_(sorted(old))).all()}
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        with _create_scoped_session(rdb.scoped_session) as session:
+            beating = {row[0] for row in session.query(models.TrialHeartbeatModel.trial_id)
+                       .filter(models.TrialHeartbeatModel.trial_id.in_(sorted(old))).all()}
+    except Exception as err:  # Optuna's private models changed, or the database is unreachable now
+        log.debug("could not read the heartbeat table: %s", err)
+        return []
     return sorted(old - beating)
 
 
