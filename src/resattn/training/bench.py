@@ -11,7 +11,7 @@ images/second of
   (``ToPILImage → RandomCrop(padding=4) → RandomHorizontalFlip → ToTensor → Normalize``), a
   ``DataLoader`` with worker processes, fp32.
 
-Both loops run the same :func:`resattn.training.loop.train_step` on a freshly built model (same seed).
+Both loops run the same :func:`resattn.training.step.train_step` on a freshly built model (same seed).
 The library only returns numbers; :func:`format_bench` renders them as plain text.
 """
 
@@ -43,9 +43,9 @@ from resattn.training.loop import (
     make_optimizer,
     resolve_device,
     set_lr,
-    train_step,
 )
 from resattn.training.precision import autocast_context, choose_execution, warn_compile_failed
+from resattn.training.step import synchronize, train_step
 
 __all__ = ["BenchResult", "PrecisionAccuracy", "format_bench", "run_bench", "run_precision_accuracy"]
 
@@ -182,8 +182,7 @@ def _timed_loop(
         if i == warmup_steps:
             if last is not None:
                 last.item()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronize(device)
             started = time.perf_counter()
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
@@ -193,8 +192,7 @@ def _timed_loop(
             images += int(y.shape[0])
     if last is not None:
         last.item()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return started - began, time.perf_counter() - started, images
 
 
@@ -204,15 +202,13 @@ def _timed_batches(batches: Iterator[_Batch], device: torch.device, *, warmup_st
     started = time.perf_counter()
     for i, (x, y) in enumerate(itertools.islice(batches, warmup_steps + steps)):
         if i == warmup_steps:
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronize(device)
             started = time.perf_counter()
         x = x.to(device, non_blocking=True)
         y = y.to(device, non_blocking=True)
         if i >= warmup_steps:
             images += int(y.shape[0])
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     seconds = time.perf_counter() - started
     return images / seconds if seconds > 0 else 0.0
 

@@ -36,6 +36,7 @@ from torch import nn
 
 from resattn.files import atomic_write
 from resattn.training.config import TrainConfig
+from resattn.training.step import synchronize, train_step
 
 __all__ = [
     "BF16_MARGIN",
@@ -226,11 +227,6 @@ def clear_cache() -> None:
     _WARNED.clear()
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _time_variant(model: nn.Module, device: torch.device, batch_shape: tuple[int, ...], num_classes: int,
                   bf16: bool, channels_last: bool, steps: int = PROBE_STEPS) -> float:
     """Images/s of a copy of ``model`` trained for a few steps with this variant."""
@@ -247,19 +243,15 @@ def _time_variant(model: nn.Module, device: torch.device, batch_shape: tuple[int
     loss_fn = nn.CrossEntropyLoss()
 
     def step() -> None:
-        with autocast_context(device, bf16):
-            loss = loss_fn(probe_model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(probe_model, optimizer, loss_fn, x, y, autocast=autocast_context(device, bf16))
 
     for _ in range(PROBE_WARMUP_STEPS):
         step()
-    _sync(device)
+    synchronize(device)
     started = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    synchronize(device)
     elapsed = time.perf_counter() - started
     return batch_shape[0] * steps / elapsed if elapsed > 0 else float("inf")
 
