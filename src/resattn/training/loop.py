@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gc
 import logging
@@ -25,6 +24,7 @@ from resattn.training.precision import (
     record_compile,
     warn_compile_failed,
 )
+from resattn.training.step import synchronize, train_step
 
 __all__ = [
     "SCHEDULES",
@@ -140,6 +140,15 @@ def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
     return torch.where(i > n - 1, 2 * (n - 1) - i, i).clamp(0, n - 1)
 
 
+def pass_images(n: int, batch_size: int, *, shuffle: bool, drop_last: bool = False) -> int:
+    """Images one pass over ``n`` images yields: a training (shuffled) pass drops a trailing single
+    image (BatchNorm needs two per batch), and with ``drop_last`` (compiled training: every batch of
+    one shape) the partial last batch."""
+    if drop_last and n >= batch_size:
+        return n - n % batch_size
+    return n - 1 if shuffle and n % batch_size == 1 and n > 1 else n
+
+
 class GpuBatches:
     """Batches of one split held as a single uint8 tensor on the device (DESIGN.md §5).
 
@@ -188,12 +197,8 @@ class GpuBatches:
 
     @property
     def num_images(self) -> int:
-        """Images one pass yields: a training pass may drop one trailing image (BatchNorm needs two),
-        and with ``drop_last`` (compiled training: every batch of one shape) the partial last batch."""
-        n = len(self.data)
-        if self.drop_last and n >= self.batch_size:
-            return n - n % self.batch_size
-        return n - 1 if self.shuffle and n % self.batch_size == 1 and n > 1 else n
+        """Images one pass yields (see :func:`pass_images`)."""
+        return pass_images(len(self.data), self.batch_size, shuffle=self.shuffle, drop_last=self.drop_last)
 
     def __len__(self) -> int:
         return math.ceil(self.num_images / self.batch_size)
@@ -278,30 +283,6 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def train_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    autocast: contextlib.AbstractContextManager[Any] | None = None,
-) -> torch.Tensor:
-    """One SGD step on a batch; returns the detached loss (no host sync). Shared by :func:`train`
-    and the reference loop of :mod:`resattn.training.bench`."""
-    with autocast if autocast is not None else contextlib.nullcontext():
-        loss = loss_fn(model(x), y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.detach()
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # ------------------------------------------------------------------------------------------ results
 
 
@@ -357,6 +338,8 @@ class OutOfMemory(RuntimeError):
 
 #: On CUDA the loss is checked for NaN/inf every this many steps (one host sync) and at epoch end.
 CUDA_CHECK_EVERY = 25
+#: Compiled runs time their first step (the compile) and this many more (the compiled step's cost).
+COMPILE_TIMED_STEPS = 3
 
 
 def evaluate(
@@ -457,10 +440,10 @@ def train(
         model.to(device)
         n, c, h, w = train_data.x.shape
         batch_shape = (min(config.batch_size, n), c, h, w)
-        steps_per_epoch_eager = math.ceil((n - (1 if n % config.batch_size == 1 else 0)) / config.batch_size)
+        eager_steps = math.ceil(pass_images(n, config.batch_size, shuffle=True) / config.batch_size)
         num_classes = int(train_data.y.max()) + 1
         execution = choose_execution(model, config, device, batch_shape, num_classes,
-                                     steps=steps_per_epoch_eager * config.epochs)
+                                     steps=eager_steps * config.epochs)
         log.info("training on %s: %s (%s)", device, execution.label(), execution.why)
         if execution.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -486,8 +469,7 @@ def train(
         try:
             step_model = torch.compile(model, dynamic=False)  # type: ignore[assignment]
         except Exception as err:  # a backend that is not available: train eagerly
-            warn_compile_failed(err)
-            execution = dataclasses.replace(execution, compile=False)
+            execution = _eager(execution, err)
     steps_per_epoch = len(batches)
     total_steps = steps_per_epoch * config.epochs
     check_every = CUDA_CHECK_EVERY if cuda else 1
@@ -496,8 +478,7 @@ def train(
     images_seen = 0
     global_step = 0
     first_epoch = 1
-    first_compiled_step = execution.compile
-    compiled_timing: list[float] = []  # seconds of the first compiled steps
+    compiled_timing: list[float] = []  # seconds of the first compiled steps: the compiling one, then plain ones
     val_correct: torch.Tensor | None = None
     if resume is not None:
         first_epoch = int(resume["epoch"]) + 1
@@ -506,7 +487,7 @@ def train(
         batches.generator.set_state(resume["generator"])
     for epoch in range(first_epoch, config.epochs + 1):
         epoch_started = time.perf_counter()
-        epoch_compile = 0.0
+        timed_before = len(compiled_timing)
         try:
             model.train()
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -517,26 +498,17 @@ def train(
                 factor = lr_factor(global_step, total_steps, config.schedule, config.warmup_fraction)
                 set_lr(optimizer, config.peak_lr * factor)
                 autocast = autocast_context(device, execution.bf16)
-                if first_compiled_step:  # compiles now: time it, and fall back to eager if it fails
-                    first_compiled_step = False
+                if execution.compile and len(compiled_timing) <= COMPILE_TIMED_STEPS:
                     step_started = time.perf_counter()
-                    try:
+                    try:  # the first compiled step compiles: a failure there falls back to eager
                         loss = train_step(step_model, optimizer, loss_fn, x, y, autocast=autocast)
-                        _sync(device)
-                        epoch_compile = compile_seconds = time.perf_counter() - step_started
+                        synchronize(device)
+                        compiled_timing.append(time.perf_counter() - step_started)
                     except (KeyboardInterrupt, torch.cuda.OutOfMemoryError):
                         raise
                     except Exception as err:
-                        warn_compile_failed(err)
-                        step_model = model
-                        execution = dataclasses.replace(execution, compile=False)
-                        loss = train_step(model, optimizer, loss_fn, x, y, autocast=autocast_context(
-                            device, execution.bf16))
-                elif execution.compile and len(compiled_timing) < 3:
-                    step_started = time.perf_counter()
-                    loss = train_step(step_model, optimizer, loss_fn, x, y, autocast=autocast)
-                    _sync(device)
-                    compiled_timing.append(time.perf_counter() - step_started)
+                        execution, step_model = _eager(execution, err), model
+                        loss = train_step(model, optimizer, loss_fn, x, y, autocast=autocast)
                 else:
                     loss = train_step(step_model, optimizer, loss_fn, x, y, autocast=autocast)
                 window.append(loss)
@@ -546,8 +518,9 @@ def train(
                     window, window_start = [], step + 1
             if window:
                 loss_sum += _check_finite(window, epoch, window_start)
-            _sync(device)
-            train_time = time.perf_counter() - epoch_started - epoch_compile
+            synchronize(device)
+            compiling = compiled_timing[0] if timed_before == 0 and compiled_timing else 0.0  # not training time
+            train_time = time.perf_counter() - epoch_started - compiling
             train_loss = float(loss_sum.item()) / max(step, 1)
             val_acc = None
             if val_data is not None and len(val_data) > 0:
@@ -564,13 +537,12 @@ def train(
             optimizer = batches = None
             _free(model, device)
             raise OutOfMemory(f"out of memory on {device} at epoch {epoch}: {oom}")
-        if compiled_timing and compile_seconds and epoch == first_epoch and execution.compile:
-            compiled_step = sum(compiled_timing) / len(compiled_timing)
-            compile_seconds = max(compile_seconds - compiled_step, 0.0)
-            rate = _probe_rate(execution)
-            if rate:
-                record_compile(model, device, batch_shape, execution, compile_seconds, batch_shape[0] / rate,
-                               compiled_step)
+        if execution.compile and timed_before == 0 and len(compiled_timing) > 1:  # learn what compiling cost
+            compiled_step = sum(compiled_timing[1:]) / len(compiled_timing[1:])
+            compile_seconds = max(compiled_timing[0] - compiled_step, 0.0)
+            if execution.rate:
+                record_compile(model, device, batch_shape, execution, compile_seconds,
+                               batch_shape[0] / execution.rate, compiled_step)
         train_seconds += train_time
         images_seen += batches.num_images
         result = EpochResult(
@@ -615,9 +587,10 @@ def _eval_batch(config: TrainConfig, device: torch.device) -> int:
     return min(config.eval_batch_size, config.batch_size) if device.type == "cpu" else config.eval_batch_size
 
 
-def _probe_rate(execution: Execution) -> float | None:
-    """The probed images/s of the chosen variant, from ``execution.why`` (None when not probed)."""
-    return execution.rate
+def _eager(execution: Execution, err: BaseException) -> Execution:
+    """``execution`` without compilation, after one warning about why."""
+    warn_compile_failed(err)
+    return dataclasses.replace(execution, compile=False)
 
 
 def _check_finite(window: list[torch.Tensor], epoch: int, first_step: int) -> torch.Tensor:
