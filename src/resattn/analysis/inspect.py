@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from resattn.model.kinds import KIND_TABLE
 from resattn.study import keys
+from resattn.study.records import is_duplicate
 from resattn.study.search import summarize
 from resattn.study.storage import open_existing_storage, redact, study_names
 
@@ -106,8 +107,7 @@ def list_studies(storage_url: str, names: Sequence[str] | None = None) -> list[S
         attrs = study.user_attrs
         space = attrs.get(keys.STUDY_SPACE)
         recipe = attrs.get(keys.STUDY_RECIPE)
-        duplicates = sum(t.state == TrialState.COMPLETE and t.user_attrs.get(keys.DUPLICATE_OF) is not None
-                         for t in trials)
+        duplicates = sum(t.state == TrialState.COMPLETE and is_duplicate(t) for t in trials)
         out.append(StudyInfo(
             name=name,
             complete=count[TrialState.COMPLETE] - duplicates,

@@ -40,7 +40,7 @@ from resattn.analysis.inspect import (
 )
 from resattn.errors import ConfigError
 from resattn.study import keys
-from resattn.study.records import confirmed_winner, load_report
+from resattn.study.records import confirmed_winner, is_duplicate, load_report
 
 __all__ = ["FIGURES", "MIN_COMPLETE", "ReportResult", "write_report"]
 
@@ -130,8 +130,7 @@ def _write_figures(study: optuna.Study, out: Path, result: ReportResult, storage
 def _html_page(study: optuna.Study, sections: list[Any], storage_url: str | None) -> str:
     trials = study.get_trials(deepcopy=False)
     counts = {s: sum(t.state == s for t in trials) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
-    duplicates = sum(t.state == TrialState.COMPLETE and t.user_attrs.get(keys.DUPLICATE_OF) is not None
-                     for t in trials)
+    duplicates = sum(t.state == TrialState.COMPLETE and is_duplicate(t) for t in trials)
     head = [
         f"<h1>resattn study <code>{html.escape(study.study_name)}</code></h1>",
         f"<p>{len(trials)} trials: {counts[TrialState.COMPLETE] - duplicates} complete, "

@@ -41,6 +41,7 @@ from optuna.trial import FrozenTrial, TrialState
 from resattn.errors import check_stop, fault_signal, signals_deferred, signals_immediate
 from resattn.study import keys
 from resattn.study.objective import TRIAL_FAILURES
+from resattn.study.records import counts_as_finished, is_duplicate
 
 __all__ = [
     "MAX_CONSECUTIVE_DUPLICATES",
@@ -52,7 +53,6 @@ __all__ = [
     "budget_lock",
     "claim_process_indices",
     "fail_stale",
-    "is_duplicate",
     "process_seed",
     "quiet_optuna_trial_logs",
     "run_trials",
@@ -230,11 +230,6 @@ def claim_process_indices(study: optuna.Study, count: int = 1, lock: BudgetLock 
 # ------------------------------------------------------------------------------------- the budget
 
 
-def is_duplicate(trial: FrozenTrial) -> bool:
-    """A trial that repeated an already-trained architecture (it does not count towards the budget)."""
-    return trial.user_attrs.get(keys.DUPLICATE_OF) is not None
-
-
 def _is_owed(trial: FrozenTrial) -> bool:
     """A queued baseline that replaces an attempt the search itself cut short (:mod:`resattn.study.setup`)."""
     return trial.user_attrs.get(keys.DESIGN) is not None and (
@@ -253,7 +248,7 @@ def _budget_state(study: optuna.Study) -> tuple[int, int, bool]:
     when the budget is used up: baselines always get trained)."""
     trials = study.get_trials(deepcopy=False)
     running = sum(t.state == TrialState.RUNNING for t in trials)
-    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_duplicate(t) for t in trials)
+    finished = sum(counts_as_finished(t) for t in trials)
     waiting = [t for t in trials if t.state == TrialState.WAITING]
     owed = bool(waiting) and _is_owed(min(waiting, key=lambda t: t.number))
     return finished, running, owed

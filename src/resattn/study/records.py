@@ -23,7 +23,9 @@ __all__ = [
     "FINISHED_STATES",
     "TrialSummary",
     "confirmed_winner",
+    "counts_as_finished",
     "finished_count",
+    "is_duplicate",
     "load_report",
     "load_trial_spec",
     "measured_noise",
@@ -39,11 +41,20 @@ log = logging.getLogger(__name__)
 FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+def is_duplicate(trial: FrozenTrial) -> bool:
+    """A trial that repeated an already-trained architecture (``duplicate_of``): COMPLETE with the
+    original's result, not trained again, not counted towards the budget."""
+    return trial.user_attrs.get(keys.DUPLICATE_OF) is not None
+
+
+def counts_as_finished(trial: FrozenTrial) -> bool:
+    """Finished (complete or pruned) and counted towards ``--trials``: duplicates are not."""
+    return trial.state in FINISHED_STATES and not is_duplicate(trial)
+
+
 def finished_count(study: optuna.Study) -> int:
-    """Trials that finished (complete or pruned) and count towards the budget: duplicates (trials that
-    repeated an already-trained architecture, ``duplicate_of``) do not."""
-    return sum(t.user_attrs.get(keys.DUPLICATE_OF) is None
-               for t in study.get_trials(deepcopy=False, states=FINISHED_STATES))
+    """Trials that finished and count towards the budget (:func:`counts_as_finished`)."""
+    return sum(counts_as_finished(t) for t in study.get_trials(deepcopy=False, states=FINISHED_STATES))
 
 
 @dataclass(frozen=True)

@@ -70,13 +70,13 @@ from resattn.study import keys
 from resattn.study.loop import (
     MAX_CONSECUTIVE_FAILURES,
     POLL_SECONDS,
-    is_duplicate,
     process_seed,
     quiet_optuna_trial_logs,
     run_trials,
     with_retry,
 )
 from resattn.study.objective import NullReporter, Objective, prepare_data
+from resattn.study.records import counts_as_finished, finished_count
 from resattn.study.setup import make_sampler, open_study
 from resattn.study.storage import default_artifact_dir, open_storage
 from resattn.training.loop import resolve_device
@@ -346,8 +346,7 @@ def run_parallel(
     error: str | None = None
     error_code = 0
     if not interrupted:
-        finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_duplicate(t)
-                       for t in study.get_trials(deepcopy=False))
+        finished = finished_count(study)
         if any(c == EXIT_USAGE for c in codes.values()):
             error, error_code = "a worker could not start (its error is above)", EXIT_USAGE
         elif any(c == EXIT_FAILURES for c in codes.values()):
@@ -392,7 +391,7 @@ def _stop_workers(procs: dict[int, subprocess.Popen[bytes]], err: BaseException)
 
 def _report_new(study: optuna.Study, seen: set[int], reporter: Any) -> None:
     trials = study.get_trials(deepcopy=False)
-    finished = sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) and not is_duplicate(t) for t in trials)
+    finished = sum(counts_as_finished(t) for t in trials)
     for t in sorted(trials, key=lambda t: t.number):
         if t.state.is_finished() and t.number not in seen:
             seen.add(t.number)
