@@ -25,14 +25,14 @@ def test_mean_ci_is_the_t_interval() -> None:
 def test_paired_difference_clear_win() -> None:
     d = S.paired_difference([3.0, 4.0, 5.0], [1.0, 1.0, 1.0])  # differences 2, 3, 4
     t = 3 / (1 / math.sqrt(3))  # 5.196; with 2 df the two-sided p is 1 - t / sqrt(t² + 2)
-    assert d.mean == 3.0 and d.n == 3
+    assert d.mean == 3.0 and d.n == 3 and d.sd == pytest.approx(1.0)  # the differences' sample sd
     assert d.p == pytest.approx(1 - t / math.sqrt(t * t + 2), abs=1e-6)  # 0.0351
     assert d.low == pytest.approx(3 - T975_DF2 / math.sqrt(3), abs=1e-6) and d.low > 0
 
 
 def test_paired_difference_tie_and_missing_seeds() -> None:
     tie = S.paired_difference([0.5, 0.6, 0.7], [0.5, 0.6, 0.7])
-    assert (tie.mean, tie.low, tie.high, tie.p) == (0.0, 0.0, 0.0, 1.0)
+    assert (tie.mean, tie.low, tie.high, tie.p, tie.sd) == (0.0, 0.0, 0.0, 1.0, 0.0)
     noisy = S.paired_difference([0.50, 0.52, 0.49, None], [0.51, 0.50, 0.50, 0.9])  # the last seed is unpaired
     assert noisy.n == 3 and noisy.p > 0.5 and noisy.low < 0 < noisy.high
 

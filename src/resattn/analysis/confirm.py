@@ -320,7 +320,7 @@ def _verdict(results: list[CandidateResult], base: Candidate | None, n_seeds: in
         return (f"not enough results to compare with {base.label} yet (need 2 seeds per candidate)",
                 base.trial, "no comparison possible yet")
     bound = max(max(abs(d.low), abs(d.high)) if math.isfinite(d.low) else abs(d.mean) for d in diffs)
-    sds = [(d.high - d.low) / (2 * _t(d.n)) * math.sqrt(d.n) for d in diffs if math.isfinite(d.low) and d.n > 1]
+    sds = [d.sd for d in diffs if math.isfinite(d.sd)]
     sd = sorted(sds)[len(sds) // 2] if sds else float("nan")  # the typical spread of a difference
     target = 0.005  # half a point: the size of the placement effects in the literature
     need = S.seeds_needed(sd, target, alpha=alpha)
@@ -330,12 +330,6 @@ def _verdict(results: list[CandidateResult], base: Candidate | None, n_seeds: in
     text = (f"no placement is distinguishable from {base.label}{worse}: every difference lies within "
             f"±{100 * bound:.1f} points at {n_seeds} seeds{more}")
     return text, base.trial, f"no placement beats {base.label}: the simplest network is the answer"
-
-
-def _t(n: int) -> float:
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, n - 1))
 
 
 # ---------------------------------------------------------------------------------------- running

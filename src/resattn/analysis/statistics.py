@@ -61,6 +61,7 @@ class Difference:
     high: float
     p: float
     n: int
+    sd: float = NAN  # seed-to-seed standard deviation of the difference (NaN with fewer than 2 seeds)
 
 
 def _finite(values: Sequence[float | None]) -> np.ndarray:
@@ -91,10 +92,11 @@ def paired_difference(a: Sequence[float | None], b: Sequence[float | None], conf
     if len(d) < 2:
         return Difference(float(d.mean()), NAN, NAN, NAN, len(d))
     if np.all(d == d[0]):  # identical differences on every seed
-        return Difference(float(d[0]), float(d[0]), float(d[0]), 1.0 if d[0] == 0 else 0.0, len(d))
+        return Difference(float(d[0]), float(d[0]), float(d[0]), 1.0 if d[0] == 0 else 0.0, len(d), 0.0)
     result = stats.ttest_rel(xa, xb)
     ci = result.confidence_interval(confidence)
-    return Difference(float(d.mean()), float(ci.low), float(ci.high), float(result.pvalue), len(d))
+    return Difference(float(d.mean()), float(ci.low), float(ci.high), float(result.pvalue), len(d),
+                      float(d.std(ddof=1)))
 
 
 def holm(pvalues: Mapping[str, float]) -> dict[str, float]:
