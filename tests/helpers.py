@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -69,3 +74,23 @@ def tiny_search(tmp_path: Path, npz: Path, trials: int, *extra: str) -> tuple[Pa
     return db, code, out.getvalue()
 
 
+
+
+def serve_dashboard(args: list[str], while_serving: Callable[[str], None]) -> tuple[str, str, int | None]:
+    """Run ``resattn dashboard ARGS`` in a subprocess, call ``while_serving(first line)`` once it
+    listens (the line names the address), then stop it with Ctrl-C. Returns (first line, stderr,
+    exit code); the process never outlives the call."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from resattn.cli.main import main; main()", "dashboard", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout is not None else ""  # blocks until the server listens
+        while_serving(line)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return line, err, proc.returncode

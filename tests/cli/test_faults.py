@@ -12,7 +12,6 @@ import contextlib
 import io
 import os
 import shutil
-import signal
 import stat
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from resattn.cli.main import main
 from resattn.errors import FAULT_SIGNAL_ENV
 from resattn.study.objective import FAULT_NAN_ENV
 from tests.conftest import ROOT
+from tests.helpers import serve_dashboard
 
 OLD_STUDY = ROOT / "tests" / "data" / "study-0.1.0.db"
 FAST = ["--set", "train.epochs=1", "--set", "data.train_images=128", "--set", "train.batch_size=64",
@@ -390,25 +390,15 @@ def test_over_budget_and_pruned_trials_print_their_reason(tmp_path: Path, cifar_
 
 @pytest.mark.slow
 def test_dashboard_on_every_interface_warns_and_prints_a_usable_address(inspect_db: Path) -> None:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from resattn.cli.main import main; main()", "dashboard", "--storage",
-         f"sqlite:///{inspect_db}", "--host", "0.0.0.0", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-    try:
-        line = proc.stdout.readline()
+    def serves(line: str) -> None:
         local = line.split("on this machine: ", 1)[1].split(")", 1)[0]
         with urllib.request.urlopen(f"{local}api/studies", timeout=30) as response:  # it serves
             assert b"quick-quick" in response.read()
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+
+    line, err, code = serve_dashboard(["--storage", f"sqlite:///{inspect_db}", "--host", "0.0.0.0", "--port", "0"],
+                                      serves)
     assert "every network interface" in err and "without a password" in err
     address = line.split("http://", 1)[1].split("/", 1)[0]
     assert not address.startswith("127.") and not address.startswith("0.0.0.0"), line
     assert "http://127.0.0.1:" in line  # and the local address, labelled as such
-    assert proc.returncode == 0 and "Traceback" not in err
+    assert code == 0 and "Traceback" not in err

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import urllib.request
 from pathlib import Path
@@ -18,7 +14,7 @@ from optuna.trial import TrialState
 from resattn.cli.inspect import make_dashboard_server
 from resattn.cli.main import main
 from resattn.study.records import summarize
-from tests.helpers import STUDY, url
+from tests.helpers import STUDY, serve_dashboard, url
 
 pytestmark = pytest.mark.slow  # a real (tiny) search trains models
 
@@ -71,24 +67,13 @@ def test_dashboard_server_in_a_thread(inspect_db):
 
 
 def test_dashboard_command_prints_address_and_stops_on_ctrl_c(inspect_db):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "from resattn.cli.main import main; main()", "dashboard", "--storage", url(inspect_db),
-         "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-    try:
-        line = proc.stdout.readline()  # blocks until the server is listening
-        assert "http://127.0.0.1:" in line, line + proc.stderr.read()
+    def serves(line: str) -> None:
+        assert "http://127.0.0.1:" in line, line
         address = line.split("http://", 1)[1].split("/", 1)[0]
         check_dashboard_api(f"http://{address}", inspect_db)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode in (0, 130), err
+
+    _, err, code = serve_dashboard(["--storage", url(inspect_db), "--port", "0"], serves)
+    assert code in (0, 130), err
     assert "Traceback" not in err
 
 
